@@ -1,0 +1,8 @@
+//! Wire format: versioned binary frames of batched sub-messages.
+//! `msg` is the vocabulary, `codec` turns it into bytes and back.
+
+mod codec;
+mod msg;
+
+pub use codec::{Frame, FrameWriter, Messages, HEADER_BYTES};
+pub use msg::*;
