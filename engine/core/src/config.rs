@@ -90,7 +90,8 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field: &'static str, reason: &'static str| Err(ConfigError { field, reason });
+        let invalid =
+            |field: &'static str, reason: &'static str| Err(ConfigError { field, reason });
         if self.heartbeat_period.is_zero() {
             return invalid("heartbeat_period", "must be positive");
         }
@@ -107,16 +108,24 @@ impl Config {
             return invalid("payload_max", "must be positive");
         }
         if self.payload_max + FRAME_OVERHEAD_MAX > self.frame_max {
-            return invalid("payload_max", "a payload must fit one frame with its header");
+            return invalid(
+                "payload_max",
+                "a payload must fit one frame with its header",
+            );
         }
         if self.send_window == 0 {
             return invalid("send_window", "must be positive");
         }
-        if self.state_chunk_bytes == 0 || self.state_chunk_bytes + FRAME_OVERHEAD_MAX > self.frame_max {
+        if self.state_chunk_bytes == 0
+            || self.state_chunk_bytes + FRAME_OVERHEAD_MAX > self.frame_max
+        {
             return invalid("state_chunk_bytes", "must be positive and fit one frame");
         }
         if !self.bootstrap && self.seeds.is_empty() {
-            return invalid("seeds", "a node that does not bootstrap needs at least one seed");
+            return invalid(
+                "seeds",
+                "a node that does not bootstrap needs at least one seed",
+            );
         }
         if self.seeds.len() > usize::from(u16::MAX) {
             return invalid("seeds", "at most 65535 seeds");

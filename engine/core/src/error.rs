@@ -38,13 +38,19 @@ impl fmt::Display for Error {
             Error::NotJoined(group) => write!(f, "not a member of group {:#x}", group.0),
             Error::AlreadyJoined(group) => write!(f, "already a member of group {:#x}", group.0),
             Error::BadGroupName => write!(f, "group name must be 1 to 255 bytes"),
-            Error::GroupIdCollision(group) => write!(f, "another group name hashes to id {:#x}", group.0),
-            Error::PayloadTooLarge { len, max } => write!(f, "payload of {len} bytes exceeds payload_max {max}"),
+            Error::GroupIdCollision(group) => {
+                write!(f, "another group name hashes to id {:#x}", group.0)
+            }
+            Error::PayloadTooLarge { len, max } => {
+                write!(f, "payload of {len} bytes exceeds payload_max {max}")
+            }
             Error::SendQueueFull(group) => write!(f, "send queue of group {:#x} is full", group.0),
             Error::NoCheckpointRequested(group) => {
                 write!(f, "no checkpoint was requested for group {:#x}", group.0)
             }
-            Error::CheckpointTooLarge { len, max } => write!(f, "checkpoint of {len} bytes exceeds {max}"),
+            Error::CheckpointTooLarge { len, max } => {
+                write!(f, "checkpoint of {len} bytes exceeds {max}")
+            }
         }
     }
 }
@@ -85,10 +91,14 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Truncated(what) => write!(f, "frame truncated in {what}"),
             DecodeError::BadMagic(magic) => write!(f, "bad magic {magic:#06x}"),
-            DecodeError::UnsupportedVersion(version) => write!(f, "unsupported wire version {version}"),
+            DecodeError::UnsupportedVersion(version) => {
+                write!(f, "unsupported wire version {version}")
+            }
             DecodeError::UnknownMessageTag(tag) => write!(f, "unknown sub-message tag {tag}"),
             DecodeError::Invalid(what) => write!(f, "invalid {what}"),
-            DecodeError::TrailingBytes(count) => write!(f, "{count} trailing bytes after the last sub-message"),
+            DecodeError::TrailingBytes(count) => {
+                write!(f, "{count} trailing bytes after the last sub-message")
+            }
         }
     }
 }

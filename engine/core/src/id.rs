@@ -20,7 +20,10 @@ pub struct MemberId {
 
 impl MemberId {
     pub fn new(node: u32, incarnation: u32) -> MemberId {
-        MemberId { node: NodeId(node), incarnation: Incarnation(incarnation) }
+        MemberId {
+            node: NodeId(node),
+            incarnation: Incarnation(incarnation),
+        }
     }
 }
 

@@ -11,6 +11,8 @@ pub mod config;
 pub mod error;
 pub mod id;
 pub mod node;
+mod pool;
+mod rng;
 pub mod time;
 pub mod view;
 pub mod wire;

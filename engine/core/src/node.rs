@@ -1,11 +1,33 @@
-//! The `Node`: one process's protocol state. PLACEHOLDER bodies while the
-//! protocol is written; the signatures are the contract.
+//! The `Node`: one process's whole protocol state.
+//!
+//! Methods fall into four sorts (quinn's order): getters; inputs
+//! (`handle_packet`, `handle_timeout`); commands (`join_group`, `send`, ...);
+//! outputs (`poll_transmit`, `poll_event`, `next_timeout`). After any input or
+//! command, drain `poll_transmit` and `poll_event`, then sleep until
+//! `next_timeout`. The protocol lives in the submodules, one per seam:
+//! `gms` (membership and the flush), `multicast` (FIFO streams, acks, NAKs),
+//! `transfer` (state transfer), `detector` (heartbeats, suspicion).
+
+mod detector;
+mod gms;
+mod group;
+mod multicast;
+mod stream;
+mod transfer;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
-use crate::id::{GroupId, MemberId};
+use crate::id::{GroupId, MemberId, ViewId};
+use crate::pool::BufPool;
+use crate::rng::Rng;
 use crate::time::Instant;
 use crate::view::{DomainView, GroupView};
+use crate::wire::{Frame, FrameWriter, Header, Msg, GROUP_NAME_MAX};
+
+use self::gms::{Acceptor, DomainState, LeaderRun, Pending};
+use self::group::LocalGroup;
 
 /// Where a frame goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,18 +74,34 @@ pub enum Event<'a> {
     GroupView(GroupView),
     /// A multicast delivered in the current group view. The payload is valid
     /// until the next `poll_event`.
-    Delivered { group: GroupId, sender: MemberId, payload: &'a [u8] },
+    Delivered {
+        group: GroupId,
+        sender: MemberId,
+        payload: &'a [u8],
+    },
     /// Produce the group's state now: it is the state at the view boundary.
     /// Call `provide_checkpoint` before the next `poll_event` (which returns
     /// nothing until then).
-    CheckpointRequested { group: GroupId, view_id: u64 },
+    CheckpointRequested {
+        group: GroupId,
+        view_id: u64,
+    },
     /// This joiner's state for the group; comes before any delivery in the
     /// group. `fresh` means no member held state (new group): start empty.
-    StateLoaded { group: GroupId, state: &'a [u8], fresh: bool },
+    StateLoaded {
+        group: GroupId,
+        state: &'a [u8],
+        fresh: bool,
+    },
     /// This node left the group (its own `leave_group`).
-    GroupLeft { group: GroupId },
+    GroupLeft {
+        group: GroupId,
+    },
     /// This incarnation was excluded; if rejoining, `new_id` is the next one.
-    Excluded { old_id: MemberId, new_id: Option<MemberId> },
+    Excluded {
+        old_id: MemberId,
+        new_id: Option<MemberId>,
+    },
     Stopped(StopReason),
 }
 
@@ -82,83 +120,593 @@ pub struct NodeStats {
     pub views_installed: u64,
 }
 
+/// An event waiting in the queue; payloads sit in pooled buffers.
+#[derive(Debug)]
+enum Queued {
+    DomainView(DomainView),
+    GroupView(GroupView),
+    Delivered {
+        group: GroupId,
+        sender: MemberId,
+        buf: Vec<u8>,
+    },
+    CheckpointRequested {
+        group: GroupId,
+        view_id: u64,
+        epoch: ViewId,
+    },
+    StateLoaded {
+        group: GroupId,
+        buf: Vec<u8>,
+        fresh: bool,
+    },
+    GroupLeft {
+        group: GroupId,
+    },
+    Excluded {
+        old_id: MemberId,
+        new_id: Option<MemberId>,
+    },
+    Stopped(StopReason),
+}
+
+/// Group membership this node asked for and the view does not show yet.
+#[derive(Debug, Clone)]
+struct Wanted {
+    name: String,
+    join: bool,
+}
+
 #[derive(Debug)]
 pub struct Node {
-    _private: (),
+    config: Config,
+    me: MemberId,
+    status: Status,
+    rng: Rng,
+    stats: NodeStats,
+    pool: BufPool,
+
+    /// The installed domain state; `None` while joining.
+    domain: Option<DomainState>,
+    /// The commit that installed the current view (for members that missed it).
+    last_commit: Option<crate::wire::Proposal>,
+    acceptor: Acceptor,
+    leader: Option<LeaderRun>,
+    /// Changes the leader should propose (any member may become leader).
+    pending: Pending,
+    /// Earliest time the next leader run may start (backoff after a failed one).
+    next_run_at: Instant,
+    /// Members this node believes failed. Sticky until they leave the view.
+    suspects: BTreeSet<MemberId>,
+    last_heard: BTreeMap<MemberId, Instant>,
+    next_heartbeat_at: Instant,
+    /// Index into the view's members of the next heartbeat to send.
+    heartbeat_cursor: usize,
+
+    groups: BTreeMap<GroupId, LocalGroup>,
+    wanted: BTreeMap<GroupId, Wanted>,
+    leave_requested: bool,
+    /// When to repeat join / group-change / leave requests.
+    next_request_at: Instant,
+    seed_cursor: usize,
+    /// Rate limits for catch-up and exclusion notices.
+    next_commit_request_at: Instant,
+    next_excluded_notice_at: Instant,
+
+    outbox: VecDeque<(Dest, Vec<u8>)>,
+    loopback: VecDeque<Vec<u8>>,
+    events: VecDeque<Queued>,
+    /// Payload buffer of the event last returned by `poll_event`.
+    current_event_buf: Option<Vec<u8>>,
+    /// A checkpoint request returned by `poll_event` and not yet answered.
+    awaiting_checkpoint: Option<(GroupId, ViewId)>,
 }
 
 impl Node {
     pub fn new(config: Config, now: Instant) -> Result<Node, ConfigError> {
-        let _ = (config, now);
-        unimplemented!()
+        config.validate()?;
+        let me = MemberId {
+            node: config.node,
+            incarnation: config.incarnation,
+        };
+        let mut node = Node {
+            rng: Rng::new(
+                config.seed ^ u64::from(config.node.0) << 32 ^ u64::from(config.incarnation.0),
+            ),
+            me,
+            status: Status::Joining,
+            stats: NodeStats::default(),
+            pool: BufPool::default(),
+            domain: None,
+            last_commit: None,
+            acceptor: Acceptor::default(),
+            leader: None,
+            pending: Pending::default(),
+            next_run_at: now,
+            suspects: BTreeSet::new(),
+            last_heard: BTreeMap::new(),
+            next_heartbeat_at: now,
+            heartbeat_cursor: usize::MAX,
+            groups: BTreeMap::new(),
+            wanted: BTreeMap::new(),
+            leave_requested: false,
+            next_request_at: now,
+            seed_cursor: 0,
+            next_commit_request_at: now,
+            next_excluded_notice_at: now,
+            outbox: VecDeque::new(),
+            loopback: VecDeque::new(),
+            events: VecDeque::new(),
+            current_event_buf: None,
+            awaiting_checkpoint: None,
+            config,
+        };
+        if node.config.bootstrap {
+            node.bootstrap(now);
+        }
+        Ok(node)
     }
+
+    // ----- getters -------------------------------------------------------
+
     pub fn member_id(&self) -> MemberId {
-        unimplemented!()
+        self.me
     }
+
     pub fn status(&self) -> Status {
-        unimplemented!()
+        self.status
     }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn domain_view(&self) -> Option<&DomainView> {
-        unimplemented!()
+        self.domain.as_ref().map(|domain| &domain.view)
     }
+
     pub fn group_view(&self, group: GroupId) -> Option<&GroupView> {
-        let _ = group;
-        unimplemented!()
+        self.groups.get(&group).map(|local| &local.view)
     }
+
     /// Members of the group's current view, ranked (for multicast fan-out).
     pub fn group_members(&self, group: GroupId) -> &[MemberId] {
-        let _ = group;
-        unimplemented!()
+        self.groups
+            .get(&group)
+            .map(|local| local.view.members.as_slice())
+            .unwrap_or(&[])
     }
-    /// Whether this node leads the domain (rank 0 of its view).
+
+    /// Whether this node leads the domain: the oldest member it does not suspect.
     pub fn is_leader(&self) -> bool {
-        unimplemented!()
+        self.domain.is_some() && self.acting_leader() == Some(self.me)
     }
+
     /// Whether this node is running a view change as leader right now.
     pub fn is_proposing(&self) -> bool {
-        unimplemented!()
+        self.leader.is_some()
     }
+
     pub fn stats(&self) -> &NodeStats {
-        unimplemented!()
+        &self.stats
     }
+
+    fn is_stopped(&self) -> bool {
+        matches!(self.status, Status::Stopped(_))
+    }
+
+    fn view_id(&self) -> ViewId {
+        self.domain
+            .as_ref()
+            .map(|domain| domain.view.id)
+            .unwrap_or_default()
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// A frame arrived. Malformed frames and frames from strangers are
+    /// counted and dropped; nothing the network sends can make this panic.
     pub fn handle_packet(&mut self, now: Instant, bytes: &[u8]) {
-        let _ = (now, bytes);
-        unimplemented!()
+        self.stats.frames_received += 1;
+        if self.is_stopped() {
+            return;
+        }
+        match Frame::decode(bytes) {
+            Ok(frame) => self.on_frame(now, &frame, false),
+            Err(_) => self.stats.frames_malformed += 1,
+        }
+        self.settle(now);
     }
+
+    /// Time passed: heartbeats, suspicion, retries, acks and NAKs fall due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        unimplemented!()
+        if self.is_stopped() {
+            return;
+        }
+        self.detector_tick(now);
+        if self.is_stopped() {
+            return;
+        }
+        self.request_tick(now);
+        self.multicast_tick(now);
+        self.transfer_tick(now);
+        self.settle(now);
     }
+
+    /// Process what this node sent itself and move the leader along.
+    fn settle(&mut self, now: Instant) {
+        for _ in 0..64 {
+            if self.is_stopped() {
+                self.loopback.clear();
+                return;
+            }
+            if let Some(bytes) = self.loopback.pop_front() {
+                if let Ok(frame) = Frame::decode(&bytes) {
+                    self.on_frame(now, &frame, true);
+                }
+                continue;
+            }
+            if !self.leader_tick(now) {
+                break;
+            }
+        }
+    }
+
+    // ----- commands ------------------------------------------------------
+
+    /// Join (creating if needed) the named group. Completes when a
+    /// `GroupView` naming this node arrives.
     pub fn join_group(&mut self, now: Instant, name: &str) -> Result<GroupId, Error> {
-        let _ = (now, name);
-        unimplemented!()
+        self.check_running()?;
+        if name.is_empty() || name.len() > GROUP_NAME_MAX {
+            return Err(Error::BadGroupName);
+        }
+        let group = GroupId::from_name(name);
+        if let Some(record) = self
+            .domain
+            .as_ref()
+            .and_then(|domain| domain.groups.get(&group))
+        {
+            if record.name != name {
+                return Err(Error::GroupIdCollision(group));
+            }
+        }
+        let joined = self.groups.contains_key(&group);
+        match self.wanted.get(&group) {
+            Some(wanted) if wanted.join => return Err(Error::AlreadyJoined(group)),
+            Some(_) => {}
+            None if joined => return Err(Error::AlreadyJoined(group)),
+            None => {}
+        }
+        if joined {
+            self.wanted.remove(&group);
+        } else {
+            self.wanted.insert(
+                group,
+                Wanted {
+                    name: name.to_owned(),
+                    join: true,
+                },
+            );
+        }
+        self.next_request_at = now;
+        self.request_tick(now);
+        self.settle(now);
+        Ok(group)
     }
+
+    /// Leave a group. Completes with `Event::GroupLeft`.
     pub fn leave_group(&mut self, now: Instant, group: GroupId) -> Result<(), Error> {
-        let _ = (now, group);
-        unimplemented!()
+        self.check_running()?;
+        let joined = self.groups.get(&group).map(|local| local.view.name.clone());
+        match (self.wanted.get(&group).map(|wanted| wanted.join), joined) {
+            (Some(true), None) => {
+                self.wanted.remove(&group);
+            }
+            (Some(false), _) | (None, None) => return Err(Error::NotJoined(group)),
+            (_, Some(name)) => {
+                self.wanted.insert(group, Wanted { name, join: false });
+            }
+        }
+        self.next_request_at = now;
+        self.request_tick(now);
+        self.settle(now);
+        Ok(())
     }
+
+    /// FIFO multicast to every member of the group's current view.
     pub fn send(&mut self, now: Instant, group: GroupId, payload: &[u8]) -> Result<(), Error> {
-        let _ = (now, group, payload);
-        unimplemented!()
+        self.check_running()?;
+        if payload.len() > self.config.payload_max {
+            return Err(Error::PayloadTooLarge {
+                len: payload.len(),
+                max: self.config.payload_max,
+            });
+        }
+        self.multicast_send(now, group, payload)
     }
-    pub fn provide_checkpoint(&mut self, now: Instant, group: GroupId, state: &[u8]) -> Result<(), Error> {
-        let _ = (now, group, state);
-        unimplemented!()
+
+    /// Answer the outstanding `CheckpointRequested` for the group.
+    pub fn provide_checkpoint(
+        &mut self,
+        now: Instant,
+        group: GroupId,
+        state: &[u8],
+    ) -> Result<(), Error> {
+        match self.awaiting_checkpoint {
+            Some((waiting, epoch)) if waiting == group => {
+                self.awaiting_checkpoint = None;
+                if state.len() > transfer::STATE_BYTES_MAX {
+                    return Err(Error::CheckpointTooLarge {
+                        len: state.len(),
+                        max: transfer::STATE_BYTES_MAX,
+                    });
+                }
+                self.start_donation(now, group, epoch, state);
+                Ok(())
+            }
+            _ => Err(Error::NoCheckpointRequested(group)),
+        }
     }
+
+    /// Leave the domain (and so every group). Completes with
+    /// `Event::Stopped(StopReason::Left)`.
     pub fn leave(&mut self, now: Instant) -> Result<(), Error> {
-        let _ = now;
-        unimplemented!()
+        self.check_running()?;
+        if self.domain.is_none() {
+            self.stop(StopReason::Left);
+            return Ok(());
+        }
+        self.leave_requested = true;
+        self.next_request_at = now;
+        self.request_tick(now);
+        self.settle(now);
+        Ok(())
     }
+
+    fn check_running(&self) -> Result<(), Error> {
+        match self.status {
+            Status::Stopped(_) => Err(Error::Stopped),
+            _ if self.leave_requested => Err(Error::Stopped),
+            _ => Ok(()),
+        }
+    }
+
+    // ----- outputs -------------------------------------------------------
+
+    /// Write the next frame to send into `buf` (cleared first).
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let _ = (now, buf);
-        unimplemented!()
+        if self.is_stopped() {
+            self.outbox.clear();
+            return None;
+        }
+        let transmit = self.next_transmit(now, buf);
+        if transmit.is_some() {
+            self.stats.frames_sent += 1;
+        }
+        transmit
     }
+
+    fn next_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        if let Some((dest, bytes)) = self.outbox.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Some(Transmit {
+                dest,
+                len: bytes.len(),
+            });
+        }
+        if let Some(transmit) = self.poll_heartbeat(buf) {
+            return Some(transmit);
+        }
+        self.poll_data(now, buf)
+    }
+
+    /// The next event. Returns `None` while a `CheckpointRequested` is unanswered.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
-        unimplemented!()
+        if self.awaiting_checkpoint.is_some() {
+            return None;
+        }
+        if let Some(buf) = self.current_event_buf.take() {
+            self.pool.put(buf);
+        }
+        let queued = self.events.pop_front()?;
+        Some(match queued {
+            Queued::DomainView(view) => Event::DomainView(view),
+            Queued::GroupView(view) => Event::GroupView(view),
+            Queued::Delivered { group, sender, buf } => {
+                let payload = self.current_event_buf.insert(buf);
+                Event::Delivered {
+                    group,
+                    sender,
+                    payload,
+                }
+            }
+            Queued::CheckpointRequested {
+                group,
+                view_id,
+                epoch,
+            } => {
+                self.awaiting_checkpoint = Some((group, epoch));
+                Event::CheckpointRequested { group, view_id }
+            }
+            Queued::StateLoaded { group, buf, fresh } => {
+                let state = self.current_event_buf.insert(buf);
+                Event::StateLoaded {
+                    group,
+                    state,
+                    fresh,
+                }
+            }
+            Queued::GroupLeft { group } => Event::GroupLeft { group },
+            Queued::Excluded { old_id, new_id } => Event::Excluded { old_id, new_id },
+            Queued::Stopped(reason) => Event::Stopped(reason),
+        })
     }
+
+    /// When `handle_timeout` should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
-        unimplemented!()
+        if self.is_stopped() {
+            return None;
+        }
+        let mut earliest = self.next_request_at;
+        if self.domain.is_some() {
+            earliest = earliest.min(self.detector_deadline());
+            earliest = earliest.min(self.multicast_deadline());
+            earliest = earliest.min(self.transfer_deadline());
+            if let Some(run) = &self.leader {
+                earliest = earliest.min(run.deadline.min(run.resend_at));
+            } else if self.pending.has_work() || self.acting_leader() == Some(self.me) {
+                earliest = earliest.min(self.next_run_at.max(earliest));
+            }
+        }
+        Some(earliest)
+    }
+
+    // ----- shared plumbing -----------------------------------------------
+
+    fn header(&self, group: GroupId, seq: u64) -> Header {
+        Header {
+            sender: self.me,
+            view: self.view_id(),
+            group,
+            seq,
+        }
+    }
+
+    /// Queue one control message. Messages to this node itself loop back.
+    fn send_control(&mut self, dest: Dest, msg: &Msg<'_>) {
+        let header = self.header(GroupId::DOMAIN, 0);
+        let mut bytes = Vec::new();
+        let mut writer = FrameWriter::new(&mut bytes, &header);
+        let pushed = writer.push(msg);
+        debug_assert!(pushed);
+        if dest == Dest::Member(self.me) {
+            self.loopback.push_back(bytes);
+        } else {
+            self.outbox.push_back((dest, bytes));
+        }
+    }
+
+    fn emit(&mut self, event: Queued) {
+        self.events.push_back(event);
+    }
+
+    fn stop(&mut self, reason: StopReason) {
+        if self.is_stopped() {
+            return;
+        }
+        self.status = Status::Stopped(reason);
+        self.leader = None;
+        self.outbox.clear();
+        self.emit(Queued::Stopped(reason));
+    }
+
+    /// Forget this incarnation and join again as the next one.
+    fn rejoin_as_new_incarnation(&mut self, now: Instant) {
+        let old_id = self.me;
+        if !self.config.rejoin_on_exclusion {
+            self.emit(Queued::Excluded {
+                old_id,
+                new_id: None,
+            });
+            self.stop(StopReason::Excluded);
+            return;
+        }
+        self.config.incarnation.0 += 1;
+        self.me = MemberId {
+            node: self.config.node,
+            incarnation: self.config.incarnation,
+        };
+        let groups = std::mem::take(&mut self.groups);
+        for (_, local) in groups {
+            local.release(&mut self.pool);
+        }
+        self.domain = None;
+        self.last_commit = None;
+        self.acceptor = Acceptor::default();
+        self.leader = None;
+        self.pending = Pending::default();
+        self.suspects.clear();
+        self.last_heard.clear();
+        self.wanted.clear();
+        self.outbox.clear();
+        self.loopback.clear();
+        self.awaiting_checkpoint = None;
+        self.status = Status::Joining;
+        self.next_request_at = now;
+        self.emit(Queued::Excluded {
+            old_id,
+            new_id: Some(self.me),
+        });
+    }
+
+    // ----- frame dispatch ------------------------------------------------
+
+    fn on_frame(&mut self, now: Instant, frame: &Frame<'_>, loopback: bool) {
+        let header = frame.header;
+        if !loopback && header.sender.node == self.me.node {
+            return; // our own multicast, echoed back
+        }
+        let is_member = self
+            .domain
+            .as_ref()
+            .is_some_and(|domain| domain.view.contains(header.sender));
+        if is_member {
+            self.last_heard.insert(header.sender, now);
+        } else if self
+            .domain
+            .as_ref()
+            .is_some_and(|domain| domain.is_retired(header.sender))
+        {
+            self.stats.frames_from_strangers += 1;
+            self.notify_excluded(header.sender, now);
+            return;
+        }
+        let mut data_index = 0u64;
+        for msg in frame.messages() {
+            if self.is_stopped() {
+                return;
+            }
+            match msg {
+                Msg::Data { payload } => {
+                    if is_member {
+                        self.on_data(now, &header, header.seq + data_index, payload);
+                    }
+                    data_index += 1;
+                }
+                Msg::Ack { entries } if is_member => self.on_ack(now, &header, entries),
+                Msg::Nak { sender, from, to } if is_member => {
+                    self.on_nak(&header, sender, from, to)
+                }
+                Msg::StateChunk {
+                    group,
+                    transfer,
+                    index,
+                    total,
+                    bytes,
+                } if is_member => {
+                    self.on_state_chunk(now, &header, group, transfer, index, total, bytes)
+                }
+                Msg::StateAck {
+                    group,
+                    transfer,
+                    next,
+                } if is_member => self.on_state_ack(now, &header, group, transfer, next),
+                Msg::Ack { .. }
+                | Msg::Nak { .. }
+                | Msg::StateChunk { .. }
+                | Msg::StateAck { .. } => {}
+                control => self.on_control(now, &header, is_member, control),
+            }
+        }
+        if !is_member && data_index > 0 {
+            self.stats.frames_from_strangers += 1;
+        }
+        if header.view > self.view_id() && (is_member || self.domain.is_none()) {
+            self.request_commit(now, header.sender);
+        }
     }
 }

@@ -164,36 +164,77 @@ pub struct JoinRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg<'a> {
     /// A multicast payload; its sequence is implied by its place in the frame.
-    Data { payload: &'a [u8] },
+    Data {
+        payload: &'a [u8],
+    },
     /// The sender's receive vector for `header.group` in epoch `header.view`.
-    Ack { entries: AckEntries<'a> },
+    Ack {
+        entries: AckEntries<'a>,
+    },
     /// Please resend `sender`'s messages `from..=to` of `header.group`, epoch `header.view`.
-    Nak { sender: MemberId, from: u64, to: u64 },
+    Nak {
+        sender: MemberId,
+        from: u64,
+        to: u64,
+    },
     /// "I am alive", sent each heartbeat period to every domain member.
     Heartbeat,
     Join(JoinRequest),
     /// Add (`join`) or remove `member` to or from the named group.
-    GroupChange { member: MemberId, name: String, join: bool },
+    GroupChange {
+        member: MemberId,
+        name: String,
+        join: bool,
+    },
     /// `member` leaves the domain.
-    Leave { member: MemberId },
+    Leave {
+        member: MemberId,
+    },
     /// The sender suspects these members.
-    Suspect { suspects: Vec<MemberId> },
+    Suspect {
+        suspects: Vec<MemberId>,
+    },
     /// Phase 1 of a view change: stop sending in this epoch, promise.
-    Prepare { ballot: Ballot },
+    Prepare {
+        ballot: Ballot,
+    },
     Promise(Box<Promise>),
     /// Refused: the member promised `promised`, higher than the ballot.
-    Reject { promised: Ballot },
+    Reject {
+        promised: Ballot,
+    },
     /// Phase 2: accept this proposal for the next view.
-    Accept { ballot: Ballot, proposal: Box<Proposal> },
-    Accepted { ballot: Ballot },
+    Accept {
+        ballot: Ballot,
+        proposal: Box<Proposal>,
+    },
+    Accepted {
+        ballot: Ballot,
+    },
     /// The proposal is decided: install it.
-    Commit { proposal: Box<Proposal> },
+    Commit {
+        proposal: Box<Proposal>,
+    },
     /// Please send me the commit that installed `view`.
-    CommitRequest { view: ViewId },
+    CommitRequest {
+        view: ViewId,
+    },
     /// You are not a member of my view `view` (exclusions are final).
-    Excluded { view: ViewId },
+    Excluded {
+        view: ViewId,
+    },
     /// Part of the state of `group` for transfer `transfer` (the group view id).
-    StateChunk { group: GroupId, transfer: u64, index: u32, total: u32, bytes: &'a [u8] },
+    StateChunk {
+        group: GroupId,
+        transfer: u64,
+        index: u32,
+        total: u32,
+        bytes: &'a [u8],
+    },
     /// The joiner has chunks `0..next` of the transfer.
-    StateAck { group: GroupId, transfer: u64, next: u32 },
+    StateAck {
+        group: GroupId,
+        transfer: u64,
+        next: u32,
+    },
 }

@@ -1,0 +1,214 @@
+//! Scripted scenarios on a small deterministic cluster.
+
+mod common;
+
+use common::{Cluster, Seen};
+use osiris_core::{GroupId, Status};
+
+#[test]
+fn nodes_join_a_domain_and_a_group_and_deliver_fifo() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for_ms(500);
+    for index in 0..3 {
+        assert_eq!(cluster.node(index).status(), Status::Member, "node {index}");
+        assert_eq!(cluster.node(index).domain_view().unwrap().members.len(), 3);
+    }
+    let now = cluster.now;
+    let group = cluster.node(0).join_group(now, "g").unwrap();
+    cluster.node(1).join_group(now, "g").unwrap();
+    cluster.node(2).join_group(now, "g").unwrap();
+    cluster.run_for_ms(500);
+    for index in 0..3 {
+        assert_eq!(
+            cluster.node(index).group_members(group).len(),
+            3,
+            "node {index}"
+        );
+    }
+    let now = cluster.now;
+    for round in 0..50u8 {
+        for index in 0..3 {
+            cluster
+                .node(index)
+                .send(now, group, &[index as u8, round])
+                .unwrap();
+        }
+    }
+    cluster.run_for_ms(200);
+    for index in 0..3 {
+        let delivered: Vec<&Seen> = cluster.seen[index]
+            .iter()
+            .filter(|seen| matches!(seen, Seen::Delivered(..)))
+            .collect();
+        assert_eq!(delivered.len(), 150, "node {index}");
+    }
+    let _ = GroupId::DOMAIN;
+}
+
+fn delivered(cluster: &Cluster, index: usize) -> Vec<(GroupId, osiris_core::MemberId, Vec<u8>)> {
+    cluster.seen[index]
+        .iter()
+        .filter_map(|seen| match seen {
+            Seen::Delivered(group, sender, payload) => Some((*group, *sender, payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn formed(count: usize, members_in_group: usize) -> (Cluster, GroupId) {
+    let mut cluster = Cluster::new(count);
+    cluster.run_for_ms(500);
+    let now = cluster.now;
+    let mut group = GroupId::DOMAIN;
+    for index in 0..members_in_group {
+        group = cluster.node(index).join_group(now, "g").unwrap();
+    }
+    cluster.run_for_ms(500);
+    (cluster, group)
+}
+
+#[test]
+fn a_joiner_loads_the_state_at_the_view_boundary() {
+    let (mut cluster, group) = formed(3, 2);
+    let now = cluster.now;
+    for round in 0..20u8 {
+        cluster.node(0).send(now, group, &[0, round]).unwrap();
+        cluster.node(1).send(now, group, &[1, round]).unwrap();
+    }
+    cluster.run_for_ms(100);
+    let now = cluster.now;
+    cluster.node(2).join_group(now, "g").unwrap();
+    cluster.node(0).send(now, group, &[9, 9]).unwrap();
+    cluster.run_for_ms(500);
+    assert_eq!(cluster.node(2).group_members(group).len(), 3);
+    let loaded = cluster.seen[2].iter().find_map(|seen| match seen {
+        Seen::StateLoaded(_, state, fresh) => Some((state.clone(), *fresh)),
+        _ => None,
+    });
+    let (state, fresh) = loaded.expect("joiner loaded state");
+    assert!(!fresh);
+    assert!(state.len() >= 80, "state holds the 40 earlier messages");
+    // Every member ends with the same set of messages (FIFO: the
+    // interleaving of senders may differ).
+    let sorted = |index: usize| {
+        let mut messages: Vec<Vec<u8>> = cluster.state[index][&group]
+            .chunks(2)
+            .map(<[u8]>::to_vec)
+            .collect();
+        messages.sort();
+        messages
+    };
+    assert_eq!(sorted(0).len(), 41);
+    assert_eq!(sorted(0), sorted(2));
+    assert_eq!(sorted(1), sorted(2));
+}
+
+#[test]
+fn a_crashed_member_is_excluded_and_survivors_deliver_the_same_messages() {
+    let (mut cluster, group) = formed(4, 4);
+    let now = cluster.now;
+    for round in 0..30u8 {
+        for index in 0..4 {
+            cluster
+                .node(index)
+                .send(now, group, &[index as u8, round])
+                .unwrap();
+        }
+    }
+    // Node 3's frames reach only node 0, then node 3 dies: the flush must
+    // carry what only node 0 holds to nodes 1 and 2.
+    cluster.cut = Box::new(|from, to, _| from == 3 && to != 0);
+    cluster.run_for_ms(1);
+    cluster.crash(3);
+    cluster.cut = Box::new(|_, _, _| false);
+    cluster.run_for_ms(1000);
+    for index in 0..3 {
+        assert_eq!(
+            cluster.node(index).domain_view().unwrap().members.len(),
+            3,
+            "node {index}"
+        );
+        assert_eq!(cluster.node(index).group_members(group).len(), 3);
+    }
+    let sets: Vec<Vec<_>> = (0..3)
+        .map(|index| {
+            let mut all = delivered(&cluster, index);
+            all.sort();
+            all
+        })
+        .collect();
+    assert_eq!(sets[0], sets[1]);
+    assert_eq!(sets[1], sets[2]);
+    assert_eq!(
+        sets[0].len(),
+        120,
+        "node 3's messages reached node 0 and so everyone"
+    );
+    let failed_view = cluster.seen[1].iter().rev().find_map(|seen| match seen {
+        Seen::GroupView(view) => Some(view.clone()),
+        _ => None,
+    });
+    assert_eq!(failed_view.unwrap().failed.len(), 1);
+}
+
+#[test]
+fn the_leader_crashing_mid_view_change_is_taken_over() {
+    let (mut cluster, group) = formed(5, 5);
+    let now = cluster.now;
+    cluster.node(4).leave_group(now, group).unwrap();
+    // Let the leader send Prepare, then crash it before it can commit.
+    cluster.run_for_ms(0);
+    cluster.latency_ns = 100_000;
+    cluster.run_until(osiris_core::Instant(cluster.now.0 + 150_000));
+    assert!(cluster.node(0).is_proposing());
+    cluster.crash(0);
+    cluster.run_for_ms(2000);
+    for index in 1..5 {
+        let view = cluster.node(index).domain_view().unwrap();
+        assert_eq!(view.members.len(), 4, "node {index}");
+    }
+    for index in 1..4 {
+        assert_eq!(
+            cluster.node(index).group_members(group).len(),
+            3,
+            "node {index}: 0 failed, 4 left"
+        );
+    }
+    assert!(cluster.node(4).group_view(group).is_none());
+    assert!(cluster.node(1).is_leader());
+}
+
+#[test]
+fn a_minority_partition_stops_and_the_majority_goes_on() {
+    let (mut cluster, group) = formed(5, 5);
+    cluster.cut = Box::new(|from, to, _| (from >= 3) != (to >= 3));
+    cluster.run_for_ms(2000);
+    for index in 0..3 {
+        assert_eq!(
+            cluster.node(index).domain_view().unwrap().members.len(),
+            3,
+            "node {index}"
+        );
+        assert_eq!(cluster.node(index).group_members(group).len(), 3);
+    }
+    for index in 3..5 {
+        assert_eq!(
+            cluster.node(index).status(),
+            Status::Stopped(osiris_core::StopReason::Disconnected),
+            "node {index}"
+        );
+    }
+}
+
+#[test]
+fn a_voluntary_leave_is_fast() {
+    let (mut cluster, _group) = formed(3, 3);
+    let now = cluster.now;
+    cluster.node(2).leave(now).unwrap();
+    cluster.run_for_ms(20);
+    assert_eq!(
+        cluster.node(2).status(),
+        Status::Stopped(osiris_core::StopReason::Left)
+    );
+    assert_eq!(cluster.node(0).domain_view().unwrap().members.len(), 2);
+}
