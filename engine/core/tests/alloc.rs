@@ -1,0 +1,157 @@
+//! The steady-state per-message path of the core allocates nothing: three
+//! members multicast, ack, reach stability and collect garbage while a
+//! counting allocator watches every call into `Node`.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::Cluster;
+use osiris_core::{Dest, Instant, Node};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter only observes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<T>(work: impl FnOnce() -> T) -> T {
+    COUNTING.with(|flag| flag.set(true));
+    let result = work();
+    COUNTING.with(|flag| flag.set(false));
+    result
+}
+
+/// Frames in flight, in buffers reused across rounds.
+struct Wire {
+    frames: Vec<(usize, Vec<u8>)>,
+    used: usize,
+    scratch: Vec<u8>,
+}
+
+impl Wire {
+    fn push(&mut self, to: usize, bytes: &[u8]) {
+        if self.used == self.frames.len() {
+            self.frames.push((0, Vec::with_capacity(64 * 1024)));
+        }
+        let slot = &mut self.frames[self.used];
+        slot.0 = to;
+        slot.1.clear();
+        slot.1.extend_from_slice(bytes);
+        self.used += 1;
+    }
+}
+
+fn round(nodes: &mut [Node], wire: &mut Wire, now: Instant, group: osiris_core::GroupId, payload: &[u8]) -> u64 {
+    for sender in 0..2 {
+        for _ in 0..8 {
+            counted(|| nodes[sender].send(now, group, payload)).expect("window open");
+        }
+    }
+    let mut delivered = 0;
+    for _ in 0..3 {
+        wire.used = 0;
+        for from in 0..nodes.len() {
+            counted(|| nodes[from].handle_timeout(now));
+            loop {
+                let mut scratch = std::mem::take(&mut wire.scratch);
+                let transmit = counted(|| nodes[from].poll_transmit(now, &mut scratch));
+                let Some(transmit) = transmit else {
+                    wire.scratch = scratch;
+                    break;
+                };
+                let targets: [usize; 2] = match transmit.dest {
+                    Dest::Member(member) => [member.node.0 as usize, usize::MAX],
+                    Dest::Group(_) => {
+                        let mut others = (0..3).filter(|index| *index != from);
+                        [others.next().unwrap(), others.next().unwrap()]
+                    }
+                    Dest::Seed(_) => unreachable!("members do not use seeds"),
+                };
+                for to in targets.into_iter().filter(|to| *to != usize::MAX) {
+                    wire.push(to, &scratch[..transmit.len]);
+                }
+                wire.scratch = scratch;
+            }
+        }
+        for index in 0..wire.used {
+            let (to, bytes) = &wire.frames[index];
+            counted(|| nodes[*to].handle_packet(now, bytes));
+        }
+        for node in nodes.iter_mut() {
+            delivered += counted(|| {
+                let mut count = 0;
+                while let Some(event) = node.poll_event() {
+                    if matches!(event, osiris_core::Event::Delivered { .. }) {
+                        count += 1;
+                    }
+                }
+                count
+            });
+        }
+    }
+    delivered
+}
+
+#[test]
+fn steady_state_multicast_allocates_nothing() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_for_ms(500);
+    let now = cluster.now;
+    let group = cluster.node(0).join_group(now, "g").unwrap();
+    cluster.node(1).join_group(now, "g").unwrap();
+    cluster.node(2).join_group(now, "g").unwrap();
+    cluster.run_for_ms(500);
+    let mut now = cluster.now;
+    let mut nodes: Vec<Node> = std::mem::take(&mut cluster.nodes).into_iter().map(Option::unwrap).collect();
+    let mut wire = Wire { frames: Vec::new(), used: 0, scratch: Vec::with_capacity(64 * 1024) };
+    let payload = [7u8; 64];
+    let step_ns = 1_000_000; // 1 ms per round: acks, heartbeats and GC all run.
+
+    let mut warm_delivered = 0;
+    for _ in 0..500 {
+        now = Instant(now.0 + step_ns);
+        warm_delivered += round(&mut nodes, &mut wire, now, group, &payload);
+    }
+    assert_eq!(warm_delivered, 500 * 16 * 3, "warm-up delivers everything to all three");
+
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    let mut delivered = 0;
+    for _ in 0..2_000 {
+        now = Instant(now.0 + step_ns);
+        delivered += round(&mut nodes, &mut wire, now, group, &payload);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(delivered, 2_000 * 16 * 3);
+    assert_eq!(allocations, 0, "{allocations} allocations over {delivered} deliveries");
+}
