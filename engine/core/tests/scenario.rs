@@ -212,3 +212,86 @@ fn a_voluntary_leave_is_fast() {
     );
     assert_eq!(cluster.node(0).domain_view().unwrap().members.len(), 2);
 }
+
+#[test]
+fn a_live_excluded_node_learns_it_and_rejoins_as_a_new_incarnation() {
+    let (mut cluster, group) = formed(3, 3);
+    let old_id = cluster.node(2).member_id();
+    // Node 2 hears everyone but nobody hears node 2: it is excluded while alive.
+    cluster.cut = Box::new(|from, _, _| from == 2);
+    cluster.run_for_ms(600);
+    assert_eq!(cluster.node(0).domain_view().unwrap().members.len(), 2);
+    cluster.cut = Box::new(|_, _, _| false);
+    cluster.run_for_ms(600);
+    let excluded = cluster.seen[2].iter().find_map(|seen| match seen {
+        Seen::Excluded(old, new) => Some((*old, *new)),
+        _ => None,
+    });
+    let (old, new) = excluded.expect("node 2 learned of its exclusion");
+    assert_eq!(old, old_id);
+    let new = new.expect("rejoins");
+    assert!(new.incarnation > old.incarnation);
+    assert_eq!(cluster.node(2).member_id(), new);
+    assert_eq!(cluster.node(2).status(), Status::Member);
+    assert!(cluster.node(0).domain_view().unwrap().contains(new));
+    assert!(!cluster.node(0).domain_view().unwrap().contains(old));
+    // The new incarnation starts with no groups; it joins again and gets state.
+    assert!(cluster.node(2).group_view(group).is_none());
+    let now = cluster.now;
+    cluster.node(2).join_group(now, "g").unwrap();
+    cluster.run_for_ms(500);
+    assert_eq!(cluster.node(0).group_members(group).len(), 3);
+    assert!(cluster.seen[2]
+        .iter()
+        .any(|seen| matches!(seen, Seen::StateLoaded(..))));
+}
+
+#[test]
+fn a_donor_failing_mid_transfer_is_replaced() {
+    let (mut cluster, group) = formed(4, 3);
+    let now = cluster.now;
+    for round in 0..30u8 {
+        cluster.node(0).send(now, group, &[round; 8000]).unwrap();
+    }
+    cluster.run_for_ms(200);
+    let now = cluster.now;
+    cluster.node(3).join_group(now, "g").unwrap();
+    // Step until the donor (node 0, the oldest) has given its checkpoint,
+    // then let a few chunks go and crash it.
+    let mut steps = 0;
+    while !cluster.seen[0]
+        .iter()
+        .any(|seen| matches!(seen, Seen::CheckpointGiven(..)))
+    {
+        cluster.run_until(osiris_core::Instant(cluster.now.0 + 50_000));
+        steps += 1;
+        assert!(steps < 10_000, "checkpoint never requested");
+    }
+    cluster.run_until(osiris_core::Instant(cluster.now.0 + 150_000));
+    cluster.crash(0);
+    cluster.run_for_ms(2000);
+    assert_eq!(cluster.node(3).group_members(group).len(), 3);
+    let loads: Vec<&Seen> = cluster.seen[3]
+        .iter()
+        .filter(|seen| matches!(seen, Seen::StateLoaded(..)))
+        .collect();
+    assert_eq!(loads.len(), 1, "exactly one complete load");
+    let Seen::StateLoaded(_, state, fresh) = loads[0] else {
+        unreachable!()
+    };
+    assert!(!fresh);
+    assert_eq!(state.len(), 30 * 8000);
+    assert_eq!(cluster.state[3][&group], cluster.state[1][&group]);
+    let donors: Vec<usize> = (1..3)
+        .filter(|index| {
+            cluster.seen[*index]
+                .iter()
+                .any(|seen| matches!(seen, Seen::CheckpointGiven(..)))
+        })
+        .collect();
+    assert_eq!(
+        donors,
+        vec![1],
+        "the next oldest member took over the transfer"
+    );
+}
