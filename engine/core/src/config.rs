@@ -60,9 +60,10 @@ pub struct Config {
     pub inject_bug: Option<InjectedBug>,
 }
 
-/// Bytes a data frame needs beyond its payloads: the header plus one
-/// sub-message header. Payloads must fit a frame with this overhead.
-pub const FRAME_OVERHEAD_MAX: usize = 64;
+/// Bytes a frame needs beyond its payload: the 38-byte header plus the
+/// largest sub-message framing (a state chunk: tag, 5-byte length, 24 bytes
+/// of fields). Payloads and chunks must fit a frame with this overhead.
+pub const FRAME_OVERHEAD_MAX: usize = 72;
 
 impl Config {
     pub fn new(node: u32, addr: impl Into<String>) -> Config {
@@ -103,6 +104,9 @@ impl Config {
         }
         if self.nak_delay.is_zero() || self.ack_period.is_zero() {
             return invalid("nak_delay", "timeouts must be positive");
+        }
+        if self.addr.len() > crate::wire::ADDR_MAX {
+            return invalid("addr", "at most 255 bytes");
         }
         if self.payload_max == 0 {
             return invalid("payload_max", "must be positive");

@@ -72,7 +72,13 @@ impl Wire {
     }
 }
 
-fn round(nodes: &mut [Node], wire: &mut Wire, now: Instant, group: osiris_core::GroupId, payload: &[u8]) -> u64 {
+fn round(
+    nodes: &mut [Node],
+    wire: &mut Wire,
+    now: Instant,
+    group: osiris_core::GroupId,
+    payload: &[u8],
+) -> u64 {
     for sender in 0..2 {
         for _ in 0..8 {
             counted(|| nodes[sender].send(now, group, payload)).expect("window open");
@@ -133,8 +139,15 @@ fn steady_state_multicast_allocates_nothing() {
     cluster.node(2).join_group(now, "g").unwrap();
     cluster.run_for_ms(500);
     let mut now = cluster.now;
-    let mut nodes: Vec<Node> = std::mem::take(&mut cluster.nodes).into_iter().map(Option::unwrap).collect();
-    let mut wire = Wire { frames: Vec::new(), used: 0, scratch: Vec::with_capacity(64 * 1024) };
+    let mut nodes: Vec<Node> = std::mem::take(&mut cluster.nodes)
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let mut wire = Wire {
+        frames: Vec::new(),
+        used: 0,
+        scratch: Vec::with_capacity(64 * 1024),
+    };
     let payload = [7u8; 64];
     let step_ns = 1_000_000; // 1 ms per round: acks, heartbeats and GC all run.
 
@@ -143,7 +156,11 @@ fn steady_state_multicast_allocates_nothing() {
         now = Instant(now.0 + step_ns);
         warm_delivered += round(&mut nodes, &mut wire, now, group, &payload);
     }
-    assert_eq!(warm_delivered, 500 * 16 * 3, "warm-up delivers everything to all three");
+    assert_eq!(
+        warm_delivered,
+        500 * 16 * 3,
+        "warm-up delivers everything to all three"
+    );
 
     ALLOCATIONS.store(0, Ordering::Relaxed);
     let mut delivered = 0;
@@ -153,5 +170,8 @@ fn steady_state_multicast_allocates_nothing() {
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     assert_eq!(delivered, 2_000 * 16 * 3);
-    assert_eq!(allocations, 0, "{allocations} allocations over {delivered} deliveries");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations over {delivered} deliveries"
+    );
 }

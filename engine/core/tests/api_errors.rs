@@ -23,14 +23,23 @@ fn misuse_is_reported_with_typed_errors() {
     let node = cluster.node(0);
     assert_eq!(node.join_group(now, "g"), Err(Error::AlreadyJoined(group)));
     assert_eq!(node.join_group(now, ""), Err(Error::BadGroupName));
-    assert_eq!(node.join_group(now, &"x".repeat(256)), Err(Error::BadGroupName));
+    assert_eq!(
+        node.join_group(now, &"x".repeat(256)),
+        Err(Error::BadGroupName)
+    );
     let other = GroupId::from_name("other");
     assert_eq!(node.send(now, other, b"hi"), Err(Error::NotJoined(other)));
     assert_eq!(node.leave_group(now, other), Err(Error::NotJoined(other)));
     let max = node.config().payload_max;
     let big = vec![0u8; max + 1];
-    assert_eq!(node.send(now, group, &big), Err(Error::PayloadTooLarge { len: max + 1, max }));
-    assert_eq!(node.provide_checkpoint(now, group, b"s"), Err(Error::NoCheckpointRequested(group)));
+    assert_eq!(
+        node.send(now, group, &big),
+        Err(Error::PayloadTooLarge { len: max + 1, max })
+    );
+    assert_eq!(
+        node.provide_checkpoint(now, group, b"s"),
+        Err(Error::NoCheckpointRequested(group))
+    );
     // A full send queue is back-pressure, not loss.
     let window = node.config().send_window as usize + node.config().send_queue_max;
     let mut accepted = 0;
@@ -45,9 +54,15 @@ fn misuse_is_reported_with_typed_errors() {
     assert_eq!(accepted, window);
 
     cluster.node(1).leave(now).unwrap();
-    assert_eq!(cluster.node(1).send(now, group, b"late"), Err(Error::Stopped));
+    assert_eq!(
+        cluster.node(1).send(now, group, b"late"),
+        Err(Error::Stopped)
+    );
     cluster.run_for_ms(100);
-    assert_eq!(cluster.node(1).status(), Status::Stopped(osiris_core::StopReason::Left));
+    assert_eq!(
+        cluster.node(1).status(),
+        Status::Stopped(osiris_core::StopReason::Left)
+    );
     let now = cluster.now;
     assert_eq!(cluster.node(1).join_group(now, "h"), Err(Error::Stopped));
 }
@@ -59,15 +74,29 @@ fn bad_configuration_is_refused() {
     assert_eq!(Node::new(lonely, Instant(0)).unwrap_err().field, "seeds");
     let mut huge = config(0, 1);
     huge.payload_max = huge.frame_max;
-    assert_eq!(Node::new(huge, Instant(0)).unwrap_err().field, "payload_max");
+    assert_eq!(
+        Node::new(huge, Instant(0)).unwrap_err().field,
+        "payload_max"
+    );
     let mut hasty = config(0, 1);
     hasty.suspect_timeout = hasty.heartbeat_period;
-    assert_eq!(Node::new(hasty, Instant(0)).unwrap_err().field, "suspect_timeout");
+    assert_eq!(
+        Node::new(hasty, Instant(0)).unwrap_err().field,
+        "suspect_timeout"
+    );
 }
 
 fn data_frame(sender: MemberId, view: ViewId, group: GroupId, payload: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::new();
-    let mut writer = FrameWriter::new(&mut bytes, &Header { sender, view, group, seq: 1 });
+    let mut writer = FrameWriter::new(
+        &mut bytes,
+        &Header {
+            sender,
+            view,
+            group,
+            seq: 1,
+        },
+    );
     assert!(writer.push_data(payload));
     writer.finish();
     bytes
@@ -99,15 +128,26 @@ fn hostile_frames_are_counted_and_change_nothing() {
     }
     assert_eq!(node.stats().frames_malformed, 200 + valid.len() as u64);
     // A well-formed frame from a stranger, and from an excluded incarnation.
-    node.handle_packet(now, &data_frame(MemberId::new(42, 1), view, group, b"stranger"));
-    node.handle_packet(now, &data_frame(MemberId::new(1, 0), view, group, b"old incarnation"));
+    node.handle_packet(
+        now,
+        &data_frame(MemberId::new(42, 1), view, group, b"stranger"),
+    );
+    node.handle_packet(
+        now,
+        &data_frame(MemberId::new(1, 0), view, group, b"old incarnation"),
+    );
     assert_eq!(node.stats().frames_from_strangers, 2);
     cluster.pump(0);
-    let delivered_since = cluster.seen[0][before..].iter().filter(|seen| matches!(seen, Seen::Delivered(..))).count();
+    let delivered_since = cluster.seen[0][before..]
+        .iter()
+        .filter(|seen| matches!(seen, Seen::Delivered(..)))
+        .count();
     assert_eq!(delivered_since, 0);
     // The member still serves.
     let now = cluster.now;
     cluster.node(1).send(now, group, b"still here").unwrap();
     cluster.run_for_ms(50);
-    assert!(cluster.seen[0].iter().any(|seen| matches!(seen, Seen::Delivered(_, _, payload) if payload == b"still here")));
+    assert!(cluster.seen[0]
+        .iter()
+        .any(|seen| matches!(seen, Seen::Delivered(_, _, payload) if payload == b"still here")));
 }
