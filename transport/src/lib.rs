@@ -1,0 +1,1 @@
+//! osiris-transport: being written.
