@@ -200,6 +200,16 @@ pub struct Node {
     current_event_buf: Option<Vec<u8>>,
     /// A checkpoint request returned by `poll_event` and not yet answered.
     awaiting_checkpoint: Option<(GroupId, ViewId)>,
+    /// After leaving: the commit that removed this node, repeated for a while
+    /// so the members that stay learn it even if this node led the change.
+    linger: Option<Linger>,
+}
+
+#[derive(Debug)]
+struct Linger {
+    commit: crate::wire::Proposal,
+    resend_at: Instant,
+    until: Instant,
 }
 
 impl Node {
@@ -239,6 +249,7 @@ impl Node {
             events: VecDeque::new(),
             current_event_buf: None,
             awaiting_checkpoint: None,
+            linger: None,
             config,
         };
         if node.config.bootstrap {
@@ -321,6 +332,7 @@ impl Node {
     /// Time passed: heartbeats, suspicion, retries, acks and NAKs fall due.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.is_stopped() {
+            self.linger_tick(now);
             return;
         }
         self.detector_tick(now);
@@ -478,8 +490,15 @@ impl Node {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         if self.is_stopped() {
-            self.outbox.clear();
-            return None;
+            // Only what was queued before stopping (a leave's last commit).
+            let (dest, bytes) = self.outbox.pop_front()?;
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            self.stats.frames_sent += 1;
+            return Some(Transmit {
+                dest,
+                len: bytes.len(),
+            });
         }
         let transmit = self.next_transmit(now, buf);
         if transmit.is_some() {
@@ -549,7 +568,7 @@ impl Node {
     /// When `handle_timeout` should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
         if self.is_stopped() {
-            return None;
+            return self.linger.as_ref().map(|linger| linger.resend_at);
         }
         let mut earliest = self.next_request_at;
         if self.domain.is_some() {
@@ -558,8 +577,8 @@ impl Node {
             earliest = earliest.min(self.transfer_deadline());
             if let Some(run) = &self.leader {
                 earliest = earliest.min(run.deadline.min(run.resend_at));
-            } else if self.pending.has_work() || self.acting_leader() == Some(self.me) {
-                earliest = earliest.min(self.next_run_at.max(earliest));
+            } else if self.leader_has_work() {
+                earliest = earliest.min(self.next_run_at);
             }
         }
         Some(earliest)
@@ -594,13 +613,36 @@ impl Node {
         self.events.push_back(event);
     }
 
+    /// Leaving: repeat the commit that removed this node to the members
+    /// that stay, every 4 × `nak_delay`, for `suspect_timeout`.
+    fn linger_tick(&mut self, now: Instant) {
+        let Some(linger) = &mut self.linger else {
+            return;
+        };
+        if now >= linger.until {
+            self.linger = None;
+            return;
+        }
+        if now < linger.resend_at {
+            return;
+        }
+        linger.resend_at = now + self.config.nak_delay * 4;
+        let targets: Vec<MemberId> = linger.commit.members.iter().map(|info| info.id).collect();
+        let msg = Msg::Commit {
+            proposal: Box::new(linger.commit.clone()),
+        };
+        for member in targets {
+            self.send_control(Dest::Member(member), &msg);
+        }
+    }
+
     fn stop(&mut self, reason: StopReason) {
         if self.is_stopped() {
             return;
         }
         self.status = Status::Stopped(reason);
         self.leader = None;
-        self.outbox.clear();
+        // The outbox is kept: it may hold the commit of this node's own leave.
         self.emit(Queued::Stopped(reason));
     }
 

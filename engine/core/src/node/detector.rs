@@ -66,6 +66,39 @@ impl Node {
         earliest
     }
 
+    /// Adopt suspicions another member reported, unless the reporter is
+    /// itself suspected or adopting them would leave this node without a
+    /// majority: a stale report from a member that was cut off must not
+    /// make the majority side stop. Only a node's own observations stop it.
+    pub(super) fn adopt_reported_suspicions(
+        &mut self,
+        now: Instant,
+        reporter: MemberId,
+        reported: &[MemberId],
+    ) {
+        let Some(domain) = &self.domain else { return };
+        if self.suspects.contains(&reporter) {
+            return;
+        }
+        let mut would_suspect = self.suspects.clone();
+        would_suspect.extend(
+            reported
+                .iter()
+                .copied()
+                .filter(|member| *member != self.me && domain.view.contains(*member)),
+        );
+        let alive = domain
+            .view
+            .members
+            .iter()
+            .filter(|info| !would_suspect.contains(&info.id))
+            .count();
+        if alive < domain.view.majority() {
+            return;
+        }
+        self.suspect(now, reported, true);
+    }
+
     /// Add suspicions; tell the acting leader (if `report`); stop if the
     /// unsuspected members are no longer a majority.
     pub(super) fn suspect(&mut self, now: Instant, members: &[MemberId], report: bool) {

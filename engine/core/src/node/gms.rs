@@ -32,6 +32,10 @@ use crate::wire::{
     AckEntry, CarriedMsg, GroupDigest, GroupRecord, Header, JoinRequest, Msg, Promise, Proposal,
 };
 
+/// Deadlines a leader waits for a promise from a member it still hears from
+/// before it suspects it anyway (it may hear heartbeats but never a promise).
+const PREPARE_PATIENCE: u32 = 4;
+
 /// The installed domain state: the view and every group's membership.
 #[derive(Debug)]
 pub(super) struct DomainState {
@@ -119,6 +123,7 @@ enum Phase {
 pub(super) struct LeaderRun {
     ballot: Ballot,
     phase: Phase,
+    started: Instant,
     pub(super) deadline: Instant,
     pub(super) resend_at: Instant,
 }
@@ -160,11 +165,7 @@ impl Node {
             Msg::GroupChange { member, name, join } => self.on_group_change(member, name, join),
             Msg::Leave { member } => self.on_leave(member),
             Msg::Suspect { suspects } => {
-                let others: Vec<MemberId> = suspects
-                    .into_iter()
-                    .filter(|member| *member != self.me)
-                    .collect();
-                self.suspect(now, &others, true);
+                self.adopt_reported_suspicions(now, header.sender, &suspects)
             }
             Msg::Prepare { ballot } => self.on_prepare(header, ballot),
             Msg::Promise(promise) => self.on_promise(header, *promise),
@@ -426,13 +427,20 @@ impl Node {
         }
     }
 
-    fn maybe_start_run(&mut self, now: Instant) -> bool {
-        let domain = self.domain.as_ref().expect("member");
+    /// Whether this node, as acting leader, has a change to propose.
+    pub(super) fn leader_has_work(&self) -> bool {
+        let Some(domain) = &self.domain else {
+            return false;
+        };
         let suspects_in_view = self
             .suspects
             .iter()
             .any(|member| domain.view.contains(*member));
-        if !(self.pending.has_work() || suspects_in_view) || now < self.next_run_at {
+        (self.pending.has_work() || suspects_in_view) && self.acting_leader() == Some(self.me)
+    }
+
+    fn maybe_start_run(&mut self, now: Instant) -> bool {
+        if !self.leader_has_work() || now < self.next_run_at {
             return false;
         }
         let ballot = Ballot {
@@ -446,6 +454,7 @@ impl Node {
             phase: Phase::Preparing {
                 promises: BTreeMap::new(),
             },
+            started: now,
             deadline: now + timeout,
             resend_at: now + timeout / 4,
         });
@@ -483,9 +492,28 @@ impl Node {
             return self.propose(now);
         }
         if now >= run.deadline {
+            // Members still heard from are only slow (or their answers were
+            // lost): keep asking, up to PREPARE_PATIENCE deadlines. Members
+            // the failure detector also finds silent are suspected now.
+            let timeout = self.config.view_change_timeout;
+            let patience_over = now >= run.started + timeout * PREPARE_PATIENCE;
+            let silent: Vec<MemberId> = missing
+                .iter()
+                .copied()
+                .filter(|member| {
+                    patience_over
+                        || self.last_heard.get(member).is_none_or(|heard| {
+                            now.saturating_since(*heard) > self.config.suspect_timeout
+                        })
+                })
+                .collect();
+            if silent.len() < missing.len() {
+                run.deadline = now + timeout / 2;
+            }
             let enough = promises.len() >= majority;
-            self.suspect(now, &missing, false);
-            if self.is_stopped() {
+            let all_silent = silent.len() == missing.len();
+            self.suspect(now, &silent, false);
+            if self.is_stopped() || !all_silent {
                 return true;
             }
             if enough {
@@ -840,6 +868,11 @@ impl Node {
                 }
                 self.domain = None;
                 self.stop(StopReason::Left);
+                self.linger = Some(super::Linger {
+                    resend_at: now + self.config.nak_delay * 4,
+                    until: now + self.config.suspect_timeout,
+                    commit: proposal,
+                });
             } else {
                 self.rejoin_as_new_incarnation(now);
             }

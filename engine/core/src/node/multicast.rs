@@ -41,7 +41,7 @@ impl Node {
                 return Err(Error::SendQueueFull(group));
             }
             own.push_own(self.pool.copy_of(payload));
-            local.ack_dirty = true;
+            local.ack_dirty = local.view.members.len() > 1;
             self.deliver_ready(group);
         }
         self.stats.messages_sent += 1;
@@ -56,7 +56,7 @@ impl Node {
         };
         while let Some(buf) = local.deferred.pop_front() {
             local.streams[local.me_index].push_own(buf);
-            local.ack_dirty = true;
+            local.ack_dirty = local.view.members.len() > 1;
         }
         self.deliver_ready(group);
     }
@@ -225,7 +225,11 @@ impl Node {
 
     pub(super) fn multicast_deadline(&self) -> Instant {
         let mut earliest = Instant(u64::MAX);
-        for local in self.groups.values() {
+        for local in self
+            .groups
+            .values()
+            .filter(|local| local.view.members.len() > 1)
+        {
             for stream in &local.streams {
                 if let Some(due) = stream.nak_due {
                     earliest = earliest.min(due);

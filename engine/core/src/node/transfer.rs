@@ -189,6 +189,11 @@ impl Node {
         total: u32,
         bytes: &[u8],
     ) {
+        // A wedged member reported in its promise whether it holds state; it
+        // must not change that before the next view, which is built on it.
+        if self.acceptor.wedged {
+            return;
+        }
         let Some(local) = self.groups.get_mut(&group) else {
             return;
         };
