@@ -37,7 +37,8 @@ pub enum Dest {
     /// Every member of the group except the sender (IP multicast or fan-out;
     /// `Node::group_members` lists them).
     Group(GroupId),
-    /// The configured seed address with this index.
+    /// The seed address `node.config().seeds[index]`. The list can grow: a
+    /// node rejoining after an exclusion adds the members of its last view.
     Seed(u16),
 }
 
@@ -178,6 +179,8 @@ pub struct Node {
     next_run_at: Instant,
     /// Members this node believes failed. Sticky until they leave the view.
     suspects: BTreeSet<MemberId>,
+    /// The suspects this node saw fall silent itself (the rest were reported).
+    observed: BTreeSet<MemberId>,
     last_heard: BTreeMap<MemberId, Instant>,
     next_heartbeat_at: Instant,
     /// Index into the view's members of the next heartbeat to send.
@@ -234,6 +237,7 @@ impl Node {
             pending: Pending::default(),
             next_run_at: now,
             suspects: BTreeSet::new(),
+            observed: BTreeSet::new(),
             last_heard: BTreeMap::new(),
             next_heartbeat_at: now,
             heartbeat_cursor: usize::MAX,
@@ -657,6 +661,15 @@ impl Node {
             self.stop(StopReason::Excluded);
             return;
         }
+        // Rejoin through the members of the last view too: a node that
+        // bootstrapped the domain may have no configured seeds.
+        if let Some(domain) = &self.domain {
+            for info in &domain.view.members {
+                if info.id.node != self.me.node && !self.config.seeds.contains(&info.addr) {
+                    self.config.seeds.push(info.addr.clone());
+                }
+            }
+        }
         self.config.incarnation.0 += 1;
         self.me = MemberId {
             node: self.config.node,
@@ -672,6 +685,7 @@ impl Node {
         self.leader = None;
         self.pending = Pending::default();
         self.suspects.clear();
+        self.observed.clear();
         self.last_heard.clear();
         self.wanted.clear();
         self.outbox.clear();

@@ -12,6 +12,25 @@ use crate::id::{GroupId, MemberId};
 use crate::time::Instant;
 use crate::wire::{FrameWriter, JoinRequest, Msg};
 
+/// Why this node suspects a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Suspicion {
+    /// It saw the member fall silent itself.
+    Observed,
+    /// Another member reported it; it is withdrawn if it would cost the majority.
+    Reported,
+}
+
+fn unsuspected(
+    view: &crate::view::DomainView,
+    suspects: &std::collections::BTreeSet<MemberId>,
+) -> usize {
+    view.members
+        .iter()
+        .filter(|info| !suspects.contains(&info.id))
+        .count()
+}
+
 impl Node {
     /// The oldest member of the view this node does not suspect.
     pub(super) fn acting_leader(&self) -> Option<MemberId> {
@@ -44,7 +63,7 @@ impl Node {
             })
             .collect();
         if !silent.is_empty() {
-            self.suspect(now, &silent, true);
+            self.suspect(now, &silent, Suspicion::Observed);
         }
     }
 
@@ -96,37 +115,43 @@ impl Node {
         if alive < domain.view.majority() {
             return;
         }
-        self.suspect(now, reported, true);
+        self.suspect(now, reported, Suspicion::Reported);
     }
 
-    /// Add suspicions; tell the acting leader (if `report`); stop if the
-    /// unsuspected members are no longer a majority.
-    pub(super) fn suspect(&mut self, now: Instant, members: &[MemberId], report: bool) {
+    /// Add suspicions and tell the acting leader. If the unsuspected members
+    /// are no longer a majority, first withdraw the suspicions this node only
+    /// adopted from reports; stop (primary partition) only if its own
+    /// observations leave it without a majority.
+    pub(super) fn suspect(&mut self, now: Instant, members: &[MemberId], how: Suspicion) {
         let Some(domain) = &self.domain else { return };
         let mut added = Vec::new();
         for member in members {
-            if *member != self.me && domain.view.contains(*member) && self.suspects.insert(*member)
-            {
+            if *member == self.me || !domain.view.contains(*member) {
+                continue;
+            }
+            if how == Suspicion::Observed {
+                self.observed.insert(*member);
+            }
+            if self.suspects.insert(*member) {
                 added.push(*member);
             }
         }
-        if added.is_empty() {
-            return;
+        let majority = domain.view.majority();
+        if unsuspected(&domain.view, &self.suspects) < majority {
+            self.suspects = self.observed.clone();
+            if unsuspected(&domain.view, &self.suspects) < majority {
+                self.stop(StopReason::Disconnected);
+                return;
+            }
+            added.retain(|member| self.suspects.contains(member));
         }
-        let alive = domain
-            .view
-            .members
-            .iter()
-            .filter(|info| !self.suspects.contains(&info.id))
-            .count();
-        if alive < domain.view.majority() {
-            self.stop(StopReason::Disconnected);
+        if added.is_empty() {
             return;
         }
         if let Some(leader) = self.acting_leader() {
             if leader == self.me {
                 self.next_run_at = self.next_run_at.min(now);
-            } else if report {
+            } else {
                 self.send_control(Dest::Member(leader), &Msg::Suspect { suspects: added });
             }
         }

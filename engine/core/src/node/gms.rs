@@ -512,7 +512,7 @@ impl Node {
             }
             let enough = promises.len() >= majority;
             let all_silent = silent.len() == missing.len();
-            self.suspect(now, &silent, false);
+            self.suspect(now, &silent, super::detector::Suspicion::Observed);
             if self.is_stopped() || !all_silent {
                 return true;
             }
@@ -727,9 +727,8 @@ impl Node {
                     }
                 }
             }
-            if next.members.is_empty() {
-                continue;
-            }
+            // An emptied group keeps its record (a tombstone), so that a group
+            // created again under the same name goes on numbering its views.
             if next.members != record.members {
                 next.view_id += 1;
                 next.joined = next
@@ -884,6 +883,7 @@ impl Node {
         self.stats.views_installed += 1;
         let domain = DomainState::from_proposal(&proposal);
         self.suspects.retain(|member| domain.view.contains(*member));
+        self.observed.retain(|member| domain.view.contains(*member));
         self.last_heard
             .retain(|member, _| domain.view.contains(*member));
         for info in &domain.view.members {
