@@ -295,3 +295,19 @@ fn a_donor_failing_mid_transfer_is_replaced() {
         "the next oldest member took over the transfer"
     );
 }
+
+#[test]
+fn a_group_emptied_and_created_again_goes_on_numbering_its_views() {
+    let (mut cluster, group) = formed(3, 1);
+    let first = cluster.node(0).group_view(group).unwrap().id;
+    let now = cluster.now;
+    cluster.node(0).leave_group(now, group).unwrap();
+    cluster.run_for_ms(300);
+    assert!(cluster.node(0).group_view(group).is_none());
+    let now = cluster.now;
+    cluster.node(1).join_group(now, "g").unwrap();
+    cluster.run_for_ms(300);
+    let again = cluster.node(1).group_view(group).unwrap();
+    assert!(again.id > first, "view ids never repeat: {} after {}", again.id, first);
+    assert!(cluster.seen[1].iter().any(|seen| matches!(seen, Seen::StateLoaded(_, _, true))));
+}
