@@ -653,6 +653,12 @@ impl Node {
     /// Forget this incarnation and join again as the next one.
     fn rejoin_as_new_incarnation(&mut self, now: Instant) {
         let old_id = self.me;
+        if self.leave_requested {
+            // It wanted out anyway: being excluded completes the leave.
+            self.domain = None;
+            self.stop(StopReason::Left);
+            return;
+        }
         if !self.config.rejoin_on_exclusion {
             self.emit(Queued::Excluded {
                 old_id,

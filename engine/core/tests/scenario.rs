@@ -308,6 +308,13 @@ fn a_group_emptied_and_created_again_goes_on_numbering_its_views() {
     cluster.node(1).join_group(now, "g").unwrap();
     cluster.run_for_ms(300);
     let again = cluster.node(1).group_view(group).unwrap();
-    assert!(again.id > first, "view ids never repeat: {} after {}", again.id, first);
-    assert!(cluster.seen[1].iter().any(|seen| matches!(seen, Seen::StateLoaded(_, _, true))));
+    assert!(
+        again.id > first,
+        "view ids never repeat: {} after {}",
+        again.id,
+        first
+    );
+    assert!(cluster.seen[1]
+        .iter()
+        .any(|seen| matches!(seen, Seen::StateLoaded(_, _, true))));
 }

@@ -42,6 +42,10 @@ impl Node {
             }
             own.push_own(self.pool.copy_of(payload));
             local.ack_dirty = local.view.members.len() > 1;
+            if !local.ack_dirty {
+                // Alone in the group: a message is stable once sent.
+                local.update_stability(&mut self.pool);
+            }
             self.deliver_ready(group);
         }
         self.stats.messages_sent += 1;
@@ -57,6 +61,9 @@ impl Node {
         while let Some(buf) = local.deferred.pop_front() {
             local.streams[local.me_index].push_own(buf);
             local.ack_dirty = local.view.members.len() > 1;
+        }
+        if local.view.members.len() == 1 {
+            local.update_stability(&mut self.pool);
         }
         self.deliver_ready(group);
     }
@@ -259,6 +266,11 @@ impl Node {
             if let Some(transmit) = write_retransmit(*group, local, frame_max, buf) {
                 self.stats.retransmissions += 1;
                 return Some(transmit);
+            }
+            if local.view.members.len() == 1 {
+                // Nobody to send to; the messages were delivered and are stable.
+                local.transmitted = local.streams[local.me_index].hi;
+                continue;
             }
             let own = &local.streams[local.me_index];
             let sendable = own.hi.min(own.stable + window);
