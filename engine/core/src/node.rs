@@ -694,11 +694,14 @@ impl Node {
         self.observed.clear();
         self.last_heard.clear();
         self.wanted.clear();
-        self.outbox.clear();
+        // The outbox is kept: it may hold the commit that excluded this node,
+        // which this node decided as leader and the others still need.
+
         self.loopback.clear();
         self.awaiting_checkpoint = None;
         self.status = Status::Joining;
         self.next_request_at = now;
+        self.request_tick(now);
         self.emit(Queued::Excluded {
             old_id,
             new_id: Some(self.me),

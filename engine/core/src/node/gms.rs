@@ -129,6 +129,14 @@ pub(super) struct LeaderRun {
 }
 
 impl Node {
+    /// Members of the view this node accepted for its next view, if any (a
+    /// proposal that may be decided: a simulator's oracle needs it to know
+    /// which failures the domain can still survive).
+    pub fn accepted_view_members(&self) -> Option<Vec<MemberId>> {
+        let (_, proposal) = self.acceptor.accepted.as_ref()?;
+        Some(proposal.members.iter().map(|info| info.id).collect())
+    }
+
     pub(super) fn bootstrap(&mut self, now: Instant) {
         let proposal = Proposal {
             view: ViewId(1),
@@ -488,7 +496,7 @@ impl Node {
             .copied()
             .filter(|member| !promises.contains_key(member))
             .collect();
-        if missing.is_empty() {
+        if missing.is_empty() && promises.len() >= majority {
             return self.propose(now);
         }
         if now >= run.deadline {
@@ -657,15 +665,30 @@ impl Node {
         let mut members: Vec<MemberInfo> = Vec::new();
         let mut failed: BTreeSet<MemberId> = BTreeSet::new();
         let mut leaving: BTreeSet<MemberId> = BTreeSet::new();
+        // A suspected member that promised is alive after all. It is excluded
+        // only if the others keep a majority of the view without it, so that
+        // every new view contains a majority of the old one (counting members
+        // that leave of their own will).
+        let answered = |member: MemberId| promises.contains_key(&member) && !replaced(member);
+        let staying = domain
+            .view
+            .members
+            .iter()
+            .filter(|info| answered(info.id) && !self.suspects.contains(&info.id))
+            .count();
+        let leavers = domain
+            .view
+            .members
+            .iter()
+            .filter(|info| self.pending.leaves.contains(&info.id))
+            .count();
+        let keep_suspected = staying + leavers < domain.view.majority();
         for info in &domain.view.members {
             let member = info.id;
             if self.pending.leaves.contains(&member) {
                 leaving.insert(member);
                 retire(member);
-            } else if !promises.contains_key(&member)
-                || self.suspects.contains(&member)
-                || replaced(member)
-            {
+            } else if !answered(member) || (self.suspects.contains(&member) && !keep_suspected) {
                 failed.insert(member);
                 retire(member);
             } else {
@@ -882,8 +905,19 @@ impl Node {
         self.status = Status::Member;
         self.stats.views_installed += 1;
         let domain = DomainState::from_proposal(&proposal);
-        self.suspects.retain(|member| domain.view.contains(*member));
-        self.observed.retain(|member| domain.view.contains(*member));
+        // A suspicion outlives the view only while the member stays silent:
+        // a crashed leader stays suspected (the takeover goes on at once),
+        // a member heard from since a partition healed does not.
+        let timeout = self.config.suspect_timeout;
+        let last_heard = &self.last_heard;
+        let still_silent = |member: &MemberId| {
+            domain.view.contains(*member)
+                && last_heard
+                    .get(member)
+                    .is_none_or(|heard| now.saturating_since(*heard) > timeout)
+        };
+        self.suspects.retain(still_silent);
+        self.observed.retain(still_silent);
         self.last_heard
             .retain(|member, _| domain.view.contains(*member));
         for info in &domain.view.members {
