@@ -72,6 +72,7 @@ impl Wire {
     }
 }
 
+#[allow(clippy::needless_range_loop)] // `from` also names the sender when routing
 fn round(
     nodes: &mut [Node],
     wire: &mut Wire,
@@ -79,9 +80,9 @@ fn round(
     group: osiris_core::GroupId,
     payload: &[u8],
 ) -> u64 {
-    for sender in 0..2 {
+    for sender in nodes.iter_mut().take(2) {
         for _ in 0..8 {
-            counted(|| nodes[sender].send(now, group, payload)).expect("window open");
+            counted(|| sender.send(now, group, payload)).expect("window open");
         }
     }
     let mut delivered = 0;

@@ -237,7 +237,7 @@ impl RecvState {
 
 /// The `frame_magic` filter: with `None` every frame passes.
 fn has_magic(frame_magic: Option<[u8; 2]>, frame: &[u8]) -> bool {
-    frame_magic.map_or(true, |magic| frame.starts_with(&magic))
+    frame_magic.is_none_or(|magic| frame.starts_with(&magic))
 }
 
 // SAFETY: the raw pointers inside `messages` and `iovecs` point into this

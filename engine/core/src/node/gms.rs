@@ -18,6 +18,7 @@
 //! 4. `Accept` → `Accepted` from a majority of v → `Commit` to everyone.
 //!    Installing delivers up to the cut (carried messages fill gaps), drops
 //!    the rest, and opens epoch v+1.
+//!
 //! A minority cannot promise or accept: it installs nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -165,11 +166,7 @@ impl Node {
             Msg::CommitRequest { view } => self.on_commit_request(header.sender, view),
             Msg::Excluded { view } => self.on_excluded(now, view),
             _ if !is_member => {}
-            Msg::Heartbeat => {
-                if header.view < self.view_id() {
-                    self.send_last_commit(header.sender);
-                }
-            }
+            Msg::Heartbeat if header.view < self.view_id() => self.send_last_commit(header.sender),
             Msg::GroupChange { member, name, join } => self.on_group_change(member, name, join),
             Msg::Leave { member } => self.on_leave(member),
             Msg::Suspect { suspects } => {

@@ -19,17 +19,22 @@ pub enum Seen {
     Stopped,
 }
 
+/// A frame in flight: (arrival ns, tie-breaking sequence, destination, bytes).
+type InFlight = Reverse<(u64, u64, usize, Vec<u8>)>;
+/// Decides whether a frame from one node to another is dropped.
+type DropRule = Box<dyn FnMut(usize, usize, &[u8]) -> bool>;
+
 pub struct Cluster {
     pub nodes: Vec<Option<Node>>,
     pub now: Instant,
     pub latency_ns: u64,
-    queue: BinaryHeap<Reverse<(u64, u64, usize, Vec<u8>)>>,
+    queue: BinaryHeap<InFlight>,
     sequence: u64,
     pub seen: Vec<Vec<Seen>>,
     /// Per node, per group: the app state (delivered payloads in order).
     pub state: Vec<BTreeMap<GroupId, Vec<u8>>>,
     /// Frames from `from` to `to` are dropped while this says so.
-    pub cut: Box<dyn FnMut(usize, usize, &[u8]) -> bool>,
+    pub cut: DropRule,
     buf: Vec<u8>,
 }
 
