@@ -34,16 +34,23 @@ cargo fmt --all -- --check
 log "lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-log "tests (unit, integration, property, 1,000-seed simulator swarm)"
-cargo test --workspace --quiet 2>&1 | tee /tmp/osiris-test.log | grep -E "^(test result|running|error|failures)|FAILED|panicked" || true
-if grep -qE "FAILED|error(\[|:)" /tmp/osiris-test.log; then
-  echo "tests failed; full log in /tmp/osiris-test.log" >&2
+log "tests (unit, integration, property, fuzz-style, 1,000-seed simulator swarm, netns multicast)"
+log_file=$(mktemp)
+trap 'rm -f "$log_file"' EXIT
+set +e
+cargo test --workspace >"$log_file" 2>&1
+status=$?
+set -e
+grep -E "^(test result|     Running)|FAILED|panicked" "$log_file" || true
+if [ "$status" -ne 0 ]; then
+  echo "cargo test failed (exit $status); the last lines of its output:" >&2
+  tail -n 60 "$log_file" >&2
   exit 1
 fi
 
 log "simulator: 5,000 seeds, all fault mixes, release build"
 cargo run --release --quiet -p osiris-sim -- --seeds 5000 | tail -n 3
 
-passed=$(awk '/^test result: ok/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) sum += $i } END { print sum + 0 }' /tmp/osiris-test.log)
+passed=$(awk '/^test result: ok/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) sum += $i } END { print sum + 0 }' "$log_file")
 echo
 echo "tests: ${passed} passed, 0 failed"
