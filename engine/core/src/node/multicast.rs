@@ -150,25 +150,19 @@ impl Node {
         if self.acceptor.wedged {
             return;
         }
-        let Some(local) = self.groups.get_mut(&group) else {
+        let Some(local) = self.groups.get(&group) else {
             return;
         };
         if !local.has_state && !loading_bug {
             return;
         }
-        for stream in &mut local.streams {
-            while stream.delivered < stream.hi {
-                stream.delivered += 1;
-                let payload = stream.get(stream.delivered).expect("held up to hi");
-                let buf = self.pool.copy_of(payload);
-                self.events.push_back(Queued::Delivered {
-                    group,
-                    sender: stream.sender,
-                    buf,
-                });
-                self.stats.messages_delivered += 1;
+        for sender_index in 0..local.streams.len() {
+            self.deliver_up_to(group, sender_index, u64::MAX);
+        }
+        if let Some(local) = self.groups.get_mut(&group) {
+            for stream in &mut local.streams {
+                stream.collect(&mut self.pool);
             }
-            stream.collect(&mut self.pool);
         }
     }
 
