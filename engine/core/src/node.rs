@@ -439,7 +439,7 @@ impl Node {
                 max: self.config.payload_max,
             });
         }
-        self.multicast_send(now, group, payload)
+        self.multicast_send(group, payload)
     }
 
     /// Answer the outstanding `CheckpointRequested` for the group.
@@ -753,7 +753,7 @@ impl Node {
                     total,
                     bytes,
                 } if is_member => {
-                    self.on_state_chunk(now, &header, group, transfer, index, total, bytes)
+                    self.on_state_chunk(&header, group, transfer, index, total, bytes)
                 }
                 Msg::StateAck {
                     group,

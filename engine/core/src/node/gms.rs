@@ -950,7 +950,7 @@ impl Node {
                 self.emit(Queued::GroupView(view));
             }
             self.groups.insert(record.id, local);
-            self.plan_transfer(now, record, proposal.view);
+            self.plan_transfer(record, proposal.view);
             self.release_deferred(record.id);
         }
         for (group, local) in old_groups {

@@ -12,18 +12,13 @@ use crate::config::InjectedBug;
 use crate::error::Error;
 use crate::id::{GroupId, MemberId};
 use crate::time::Instant;
-use crate::wire::{AckEntries, AckEntry, FrameWriter, Header, Msg, HEADER_BYTES};
+use crate::wire::{AckEntries, AckEntry, FrameWriter, Header, Msg};
 
 /// Bytes a `Data` sub-message adds beyond its payload (tag + length varint).
 const DATA_OVERHEAD: usize = 6;
 
 impl Node {
-    pub(super) fn multicast_send(
-        &mut self,
-        now: Instant,
-        group: GroupId,
-        payload: &[u8],
-    ) -> Result<(), Error> {
+    pub(super) fn multicast_send(&mut self, group: GroupId, payload: &[u8]) -> Result<(), Error> {
         let queue_max = self.config.send_queue_max;
         let window = u64::from(self.config.send_window);
         let wedged = self.acceptor.wedged;
@@ -49,7 +44,6 @@ impl Node {
             self.deliver_ready(group);
         }
         self.stats.messages_sent += 1;
-        let _ = now;
         Ok(())
     }
 
@@ -371,7 +365,6 @@ fn write_retransmit(
         if seq <= last {
             local.retransmit.push_front((to_member, seq, last));
         }
-        let _ = HEADER_BYTES;
         let len = writer.finish();
         return Some(Transmit {
             dest: Dest::Member(to_member),

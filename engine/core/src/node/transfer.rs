@@ -41,7 +41,7 @@ pub(crate) struct Donation {
 
 impl Node {
     /// Decide who gives and who loads state for `record` in epoch `epoch`.
-    pub(super) fn plan_transfer(&mut self, now: Instant, record: &GroupRecord, epoch: ViewId) {
+    pub(super) fn plan_transfer(&mut self, record: &GroupRecord, epoch: ViewId) {
         if record.loading.is_empty() {
             return;
         }
@@ -82,7 +82,6 @@ impl Node {
             }
             None => {}
         }
-        let _ = now;
     }
 
     pub(super) fn start_donation(
@@ -181,7 +180,6 @@ impl Node {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_state_chunk(
         &mut self,
-        now: Instant,
         header: &Header,
         group: GroupId,
         transfer: u64,
@@ -228,7 +226,6 @@ impl Node {
             self.deliver_ready(group);
         }
         self.send_control(Dest::Member(donor), &ack);
-        let _ = now;
     }
 
     pub(super) fn on_state_ack(
