@@ -267,6 +267,20 @@ impl Node {
 
     // ----- acceptor ----------------------------------------------------------
 
+    /// Promise `ballot` (and wedge) unless a higher one was promised, in
+    /// which case the proposer is told so. Returns whether it was admitted.
+    fn admit_ballot(&mut self, proposer: MemberId, ballot: Ballot) -> bool {
+        self.acceptor.round_seen = self.acceptor.round_seen.max(ballot.round);
+        if ballot < self.acceptor.promised {
+            let promised = self.acceptor.promised;
+            self.send_control(Dest::Member(proposer), &Msg::Reject { promised });
+            return false;
+        }
+        self.acceptor.promised = ballot;
+        self.acceptor.wedged = true;
+        true
+    }
+
     fn on_prepare(&mut self, header: &Header, ballot: Ballot) {
         if header.view != self.view_id() {
             if header.view < self.view_id() {
@@ -274,14 +288,9 @@ impl Node {
             }
             return;
         }
-        self.acceptor.round_seen = self.acceptor.round_seen.max(ballot.round);
-        if ballot < self.acceptor.promised {
-            let promised = self.acceptor.promised;
-            self.send_control(Dest::Member(header.sender), &Msg::Reject { promised });
+        if !self.admit_ballot(header.sender, ballot) {
             return;
         }
-        self.acceptor.promised = ballot;
-        self.acceptor.wedged = true;
         let promise = Promise {
             ballot,
             accepted: self.acceptor.accepted.clone(),
@@ -298,14 +307,9 @@ impl Node {
         if header.view != self.view_id() || proposal.view != self.view_id().next() {
             return;
         }
-        self.acceptor.round_seen = self.acceptor.round_seen.max(ballot.round);
-        if ballot < self.acceptor.promised {
-            let promised = self.acceptor.promised;
-            self.send_control(Dest::Member(header.sender), &Msg::Reject { promised });
+        if !self.admit_ballot(header.sender, ballot) {
             return;
         }
-        self.acceptor.promised = ballot;
-        self.acceptor.wedged = true;
         self.acceptor.accepted = Some((ballot, proposal));
         self.send_control(Dest::Member(header.sender), &Msg::Accepted { ballot });
     }
