@@ -332,8 +332,11 @@ fn owned_msg() -> impl Strategy<Value = Msg<'static>> {
         any::<u64>()
             .prop_map(|view| Msg::CommitRequest { view: ViewId(view) })
             .boxed(),
-        any::<u64>()
-            .prop_map(|view| Msg::Excluded { view: ViewId(view) })
+        (any::<u64>(), member())
+            .prop_map(|(view, member)| Msg::Excluded {
+                view: ViewId(view),
+                member,
+            })
             .boxed(),
         (group(), any::<u64>(), any::<u32>())
             .prop_map(|(group, transfer, next)| Msg::StateAck {

@@ -256,6 +256,12 @@ impl Node {
         }
         self.next_excluded_notice_at = now + self.config.nak_delay * 4;
         let view = self.view_id();
-        self.send_control(Dest::Member(stranger), &Msg::Excluded { view });
+        self.send_control(
+            Dest::Member(stranger),
+            &Msg::Excluded {
+                view,
+                member: stranger,
+            },
+        );
     }
 }

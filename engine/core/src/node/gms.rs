@@ -164,7 +164,7 @@ impl Node {
             Msg::Join(request) => self.on_join(now, request),
             Msg::Commit { proposal } => self.on_commit(now, *proposal),
             Msg::CommitRequest { view } => self.on_commit_request(header.sender, view),
-            Msg::Excluded { view } => self.on_excluded(now, view),
+            Msg::Excluded { view, member } if member == self.me => self.on_excluded(now, view),
             _ if !is_member => {}
             Msg::Heartbeat if header.view < self.view_id() => self.send_last_commit(header.sender),
             Msg::GroupChange { member, name, join } => self.on_group_change(member, name, join),

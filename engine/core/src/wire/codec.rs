@@ -354,7 +354,11 @@ fn put_body(out: &mut Vec<u8>, msg: &Msg<'_>) -> Put {
             put_proposal(out, proposal)?;
         }
         Msg::Commit { proposal } => put_proposal(out, proposal)?,
-        Msg::CommitRequest { view } | Msg::Excluded { view } => put_u64(out, view.0),
+        Msg::CommitRequest { view } => put_u64(out, view.0),
+        Msg::Excluded { view, member } => {
+            put_u64(out, view.0);
+            put_member(out, *member);
+        }
         Msg::StateChunk {
             group,
             transfer,
@@ -877,6 +881,7 @@ fn read_msg<'a>(tag: u8, body: &'a [u8]) -> Read<Msg<'a>> {
         },
         tag::EXCLUDED => Msg::Excluded {
             view: ViewId(r.u64("excluded")?),
+            member: r.member("excluded")?,
         },
         tag::STATE_CHUNK => {
             const WHAT: &str = "state chunk";

@@ -219,9 +219,12 @@ pub enum Msg<'a> {
     CommitRequest {
         view: ViewId,
     },
-    /// You are not a member of my view `view` (exclusions are final).
+    /// `member` (the receiver's incarnation this is about) is not a member
+    /// of my view `view`: exclusions are final. A later incarnation of the
+    /// same node ignores it.
     Excluded {
         view: ViewId,
+        member: MemberId,
     },
     /// Part of the state of `group` for transfer `transfer` (the group view id).
     StateChunk {

@@ -235,7 +235,7 @@ fn describe_frame(bytes: &[u8]) -> String {
             Msg::Accepted { ballot } => format!("Accepted({}.{})", ballot.round, ballot.node),
             Msg::Commit { proposal } => format!("Commit(view {})", proposal.view.0),
             Msg::CommitRequest { view } => format!("CommitRequest({})", view.0),
-            Msg::Excluded { view } => format!("Excluded({})", view.0),
+            Msg::Excluded { view, member } => format!("Excluded({}, {member})", view.0),
             Msg::StateChunk {
                 group,
                 transfer,
