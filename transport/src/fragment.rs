@@ -272,6 +272,22 @@ impl FragmentPlan {
     pub fn payload_range(&self, index: u32) -> Range<usize> {
         self.header(0, index).payload_range()
     }
+
+    /// Every fragment datagram of `frame` (header then payload), each in its
+    /// own buffer. For tests and tools: the send path does not copy, it hands
+    /// the header and the payload to the kernel as two iovecs.
+    #[must_use]
+    pub fn datagrams(&self, frame: &[u8], id: u64) -> Vec<Vec<u8>> {
+        (0..self.count)
+            .map(|index| {
+                let mut head = [0u8; FRAGMENT_HEADER_LEN];
+                self.header(id, index).encode(&mut head);
+                let mut datagram = head.to_vec();
+                datagram.extend_from_slice(&frame[self.payload_range(index)]);
+                datagram
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -279,16 +295,9 @@ mod tests {
     use super::*;
 
     fn fragments(frame: &[u8], datagram_len_max: usize, id: u64) -> Vec<Vec<u8>> {
-        let plan = FragmentPlan::for_frame(frame, datagram_len_max).expect("fragmented");
-        (0..plan.count)
-            .map(|index| {
-                let mut head = [0u8; FRAGMENT_HEADER_LEN];
-                plan.header(id, index).encode(&mut head);
-                let mut datagram = head.to_vec();
-                datagram.extend_from_slice(&frame[plan.payload_range(index)]);
-                datagram
-            })
-            .collect()
+        FragmentPlan::for_frame(frame, datagram_len_max)
+            .expect("fragmented")
+            .datagrams(frame, id)
     }
 
     #[test]

@@ -15,16 +15,11 @@ fn fragments(frame: &[u8], datagram_len_max: usize, id: u64) -> Vec<Vec<u8>> {
     let Some(plan) = FragmentPlan::for_frame(frame, datagram_len_max) else {
         return Vec::new();
     };
-    (0..plan.count)
-        .map(|index| {
-            let mut head = [0u8; FRAGMENT_HEADER_LEN];
-            plan.header(id, index).encode(&mut head);
-            let mut datagram = head.to_vec();
-            datagram.extend_from_slice(&frame[plan.payload_range(index)]);
-            assert!(datagram.len() <= datagram_len_max);
-            datagram
-        })
-        .collect()
+    let datagrams = plan.datagrams(frame, id);
+    assert!(datagrams
+        .iter()
+        .all(|datagram| datagram.len() <= datagram_len_max));
+    datagrams
 }
 
 fn small_config() -> ReassemblyConfig {

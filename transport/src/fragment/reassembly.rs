@@ -504,23 +504,16 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fragment::{FragmentPlan, FRAGMENT_HEADER_LEN};
+    use crate::fragment::FragmentPlan;
 
     fn source(port: u16) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 1], port))
     }
 
     fn fragments(frame: &[u8], datagram_len_max: usize, id: u64) -> Vec<Vec<u8>> {
-        let plan = FragmentPlan::for_frame(frame, datagram_len_max).expect("fragmented");
-        (0..plan.count)
-            .map(|index| {
-                let mut head = [0u8; FRAGMENT_HEADER_LEN];
-                plan.header(id, index).encode(&mut head);
-                let mut datagram = head.to_vec();
-                datagram.extend_from_slice(&frame[plan.payload_range(index)]);
-                datagram
-            })
-            .collect()
+        FragmentPlan::for_frame(frame, datagram_len_max)
+            .expect("fragmented")
+            .datagrams(frame, id)
     }
 
     fn config() -> ReassemblyConfig {
