@@ -38,7 +38,7 @@ pub mod udp;
 pub use batch::{Frame, Frames, RecvBatch};
 pub use error::{ConfigError, TransportError};
 pub use fragment::{ReassemblyConfig, ReassemblyStats};
-pub use poll::{Interest, Readiness};
+pub use poll::{wait_readable, Interest, Readiness, Waker, WAIT_FDS_MAX};
 pub use stats::TransportStats;
 pub use transport::{Destination, Transmit, Transport};
 pub use udp::{

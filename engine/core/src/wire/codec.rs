@@ -1081,3 +1081,10 @@ mod tests {
         }
     }
 }
+
+/// The header of a frame without decoding its sub-messages: for a runtime
+/// that learns where a sender lives from the frame's source address. `None`
+/// for anything that is not an Osiris frame header.
+pub fn peek_header(bytes: &[u8]) -> Option<Header> {
+    read_header(bytes).ok().map(|(header, _)| header)
+}

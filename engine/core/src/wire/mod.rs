@@ -4,5 +4,5 @@
 mod codec;
 mod msg;
 
-pub use codec::{Frame, FrameWriter, Messages, HEADER_BYTES};
+pub use codec::{peek_header, Frame, FrameWriter, Messages, HEADER_BYTES};
 pub use msg::*;

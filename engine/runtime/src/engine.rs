@@ -1,0 +1,722 @@
+//! The data-plane thread: owns the protocol core and the transports, and runs
+//! the duty cycle of docs/runtime.md:
+//! receive → core → submissions → timers → transmit → upcalls → idle.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use osiris_core::{Dest, Event, GroupId, Instant, Node as CoreNode, Status};
+use osiris_transport::{
+    wait_readable, Destination, RecvBatch, Transmit, Transport, UdpConfig, UdpTransport,
+};
+
+use crate::addresses::AddressBook;
+use crate::config::{MulticastMode, RuntimeConfig};
+use crate::handlers::{GroupHandlers, Message, NodeHandlers, RuntimeStats};
+use crate::idle::{IdleAction, Idler};
+use crate::shared::{Control, Shared};
+use crate::RuntimeError;
+
+/// Frames taken from the core per cycle at most (the rest wait a cycle).
+const FRAMES_PER_CYCLE: usize = 32;
+/// Sends taken from the submission ring per cycle at most.
+const SUBMISSIONS_PER_CYCLE: usize = 4096;
+/// Longest block when the core has no timer (it always has one in practice).
+const BLOCK_MAX: Duration = Duration::from_millis(100);
+/// At most one warning about dropped input per this period.
+const WARN_PERIOD: Duration = Duration::from_secs(10);
+
+/// The monotonic clock, as the core's nanosecond `Instant`.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: StdInstant,
+}
+
+impl Clock {
+    fn now(&self) -> (Instant, StdInstant) {
+        let now = StdInstant::now();
+        let nanos = u64::try_from(now.duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        (Instant::from_nanos(nanos), now)
+    }
+}
+
+/// A group this node joined or is joining.
+struct LocalGroup {
+    handlers: GroupHandlers,
+    /// Waiting for the view that admits us.
+    join_reply: Option<mpsc::Sender<Result<GroupId, RuntimeError>>>,
+    leave_reply: Option<mpsc::Sender<Result<(), RuntimeError>>>,
+    multicast_joined: bool,
+}
+
+/// Frames built by the core this cycle and not yet accepted by the socket.
+#[derive(Debug, Default)]
+struct Outgoing {
+    bufs: Vec<Vec<u8>>,
+    /// Buffers holding frames this cycle.
+    used: usize,
+    /// (destination, buffer index), in send order.
+    entries: Vec<(Destination, usize)>,
+    /// Entries already accepted by the transport.
+    sent: usize,
+    /// Reused allocation for the borrowed `Transmit` list.
+    spare: Vec<Transmit<'static>>,
+}
+
+/// Reuses a vector's allocation for another lifetime of its (emptied)
+/// elements. In-place `collect` keeps the buffer: same size and alignment.
+fn recycle<'b>(mut list: Vec<Transmit<'_>>) -> Vec<Transmit<'b>> {
+    list.clear();
+    list.into_iter()
+        .map(|transmit| Transmit {
+            destination: transmit.destination,
+            frame: &[],
+        })
+        .collect()
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.sent == self.entries.len()
+    }
+
+    fn reset(&mut self) {
+        self.used = 0;
+        self.entries.clear();
+        self.sent = 0;
+    }
+
+    fn next_buf(&mut self, frame_max: usize) -> (usize, &mut Vec<u8>) {
+        if self.used == self.bufs.len() {
+            self.bufs.push(Vec::with_capacity(frame_max));
+        }
+        self.used += 1;
+        (self.used - 1, &mut self.bufs[self.used - 1])
+    }
+
+    /// Offers the unsent entries to the transport; true when all went.
+    fn send(&mut self, transport: &mut UdpTransport) -> Result<bool, RuntimeError> {
+        if self.is_empty() {
+            return Ok(true);
+        }
+        let mut list = recycle(std::mem::take(&mut self.spare));
+        for &(destination, index) in &self.entries[self.sent..] {
+            list.push(Transmit {
+                destination,
+                frame: &self.bufs[index],
+            });
+        }
+        let accepted = transport.send_batch(&list);
+        self.spare = recycle(list);
+        self.sent += accepted?;
+        if self.is_empty() {
+            self.reset();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+pub(crate) struct Engine {
+    config: RuntimeConfig,
+    node: CoreNode,
+    clock: Clock,
+    shared: Arc<Shared>,
+    control: mpsc::Receiver<Control>,
+    unicast: UdpTransport,
+    unicast_batch: RecvBatch,
+    multicast: Option<(UdpTransport, RecvBatch)>,
+    local: SocketAddr,
+    book: AddressBook,
+    groups: HashMap<GroupId, LocalGroup>,
+    handlers: NodeHandlers,
+    out: Outgoing,
+    idler: Idler,
+    stats: RuntimeStats,
+    stalled: Option<crate::shared::Submission>,
+    shutting_down: Option<StdInstant>,
+    warned_at: Option<StdInstant>,
+    warned_counts: (u64, u64),
+}
+
+/// Everything `Engine::start` made, before the thread runs.
+pub(crate) struct Started {
+    pub engine: Engine,
+    pub local: SocketAddr,
+}
+
+impl Engine {
+    /// Binds the sockets and makes the core; runs on the caller's thread so
+    /// that set-up errors come back to it directly.
+    pub fn start(
+        mut config: RuntimeConfig,
+        shared: Arc<Shared>,
+        control: mpsc::Receiver<Control>,
+        handlers: NodeHandlers,
+    ) -> Result<Started, RuntimeError> {
+        config.validate()?;
+        let mut udp = UdpConfig::new(config.bind);
+        udp.datagram_len_max = config.datagram_len_max;
+        udp.recv_buffer_bytes = Some(config.socket_buffer_bytes);
+        udp.send_buffer_bytes = Some(config.socket_buffer_bytes);
+        udp.frame_magic = Some(osiris_core::wire::MAGIC.to_le_bytes());
+        let multicast = match config.multicast {
+            MulticastMode::Fanout => None,
+            MulticastMode::Ip {
+                port, interface, ..
+            } => {
+                udp.multicast.interface = Some(interface);
+                let mut group_socket = UdpConfig::new(SocketAddr::from(([0, 0, 0, 0], port)));
+                group_socket.reuse_port = true;
+                group_socket.datagram_len_max = config.datagram_len_max;
+                group_socket.recv_buffer_bytes = Some(config.socket_buffer_bytes);
+                group_socket.frame_magic = udp.frame_magic;
+                group_socket.multicast.interface = Some(interface);
+                let transport = UdpTransport::new(group_socket)?;
+                let batch = transport.new_recv_batch();
+                Some((transport, batch))
+            }
+        };
+        let unicast = UdpTransport::new(udp)?;
+        let unicast_batch = unicast.new_recv_batch();
+        let local = unicast.local_addr();
+        config.core.addr = local.to_string();
+        let clock = Clock {
+            start: StdInstant::now(),
+        };
+        let node = CoreNode::new(config.core.clone(), clock.now().0)
+            .map_err(|error| RuntimeError::Config(error.to_string()))?;
+        let idler = Idler::new(config.idle);
+        let engine = Engine {
+            config,
+            node,
+            clock,
+            shared,
+            control,
+            unicast,
+            unicast_batch,
+            multicast,
+            local,
+            book: AddressBook::default(),
+            groups: HashMap::new(),
+            handlers,
+            out: Outgoing::default(),
+            idler,
+            stats: RuntimeStats::default(),
+            stalled: None,
+            shutting_down: None,
+            warned_at: None,
+            warned_counts: (0, 0),
+        };
+        Ok(Started { engine, local })
+    }
+
+    /// The data-plane loop; returns when the node has stopped.
+    pub fn run(mut self) {
+        if let Some(core) = self.config.pin_core {
+            // Best effort: a missing core is reported, not fatal.
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                eprintln!("osiris: could not pin the data plane to core {core}; running unpinned");
+            }
+        }
+        loop {
+            let work = match self.cycle() {
+                Ok(work) => work,
+                Err(error) => {
+                    eprintln!("osiris: data plane stopping: {error}");
+                    break;
+                }
+            };
+            if self.finished() {
+                break;
+            }
+            if work > 0 {
+                self.idler.reset();
+            } else {
+                self.idle();
+            }
+        }
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        // Answer whoever still waits.
+        for (_, group) in self.groups.drain() {
+            if let Some(reply) = group.join_reply {
+                let _ = reply.send(Err(RuntimeError::Stopped));
+            }
+            if let Some(reply) = group.leave_reply {
+                let _ = reply.send(Err(RuntimeError::Stopped));
+            }
+        }
+        while let Ok(control) = self.control.try_recv() {
+            self.refuse(control);
+        }
+    }
+
+    fn finished(&self) -> bool {
+        let stopped = matches!(self.node.status(), Status::Stopped(_));
+        let drained = self.out.is_empty() && !self.unicast.has_pending_send();
+        match self.shutting_down {
+            Some(deadline) => (stopped && drained) || StdInstant::now() >= deadline,
+            None => stopped && drained && self.node.next_timeout().is_none(),
+        }
+    }
+
+    /// One duty cycle; returns how much work it found.
+    fn cycle(&mut self) -> Result<usize, RuntimeError> {
+        self.stats.cycles += 1;
+        let (now, std_now) = self.clock.now();
+        let mut work = self.receive(now, std_now)?;
+        work += self.drain_control(now);
+        work += self.drain_submissions(now);
+        if self.node.next_timeout().is_some_and(|due| due <= now) {
+            self.node.handle_timeout(now);
+            work += 1;
+        }
+        work += self.transmit(now)?;
+        work += self.upcalls(now);
+        // Upcalls may have produced frames (a checkpoint's chunks, a join).
+        work += self.transmit(now)?;
+        self.warn_about_drops(std_now);
+        Ok(work)
+    }
+
+    fn receive(&mut self, now: Instant, std_now: StdInstant) -> Result<usize, RuntimeError> {
+        let mut frames = self.unicast.recv_batch(&mut self.unicast_batch, std_now)?;
+        for frame in self.unicast_batch.iter() {
+            if let Some(header) = osiris_core::wire::peek_header(frame.bytes) {
+                self.book.learn(header.sender, frame.source);
+            }
+            self.node.handle_packet(now, frame.bytes);
+        }
+        if let Some((transport, batch)) = &mut self.multicast {
+            frames += transport.recv_batch(batch, std_now)?;
+            for frame in batch.iter() {
+                if frame.source == self.local {
+                    self.stats.own_echoes += 1;
+                    continue;
+                }
+                self.node.handle_packet(now, frame.bytes);
+            }
+        }
+        Ok(frames)
+    }
+
+    fn drain_submissions(&mut self, now: Instant) -> usize {
+        let mut taken = 0;
+        while taken < SUBMISSIONS_PER_CYCLE {
+            // The send refused last cycle goes first (per-sender FIFO).
+            let Some(submission) = self.stalled.take().or_else(|| self.shared.submissions.pop())
+            else {
+                break;
+            };
+            match self.node.send(now, submission.group, &submission.buf) {
+                Ok(()) => {}
+                Err(osiris_core::Error::SendQueueFull(_)) => {
+                    // Flow control: the core's window and queue are full (a
+                    // slow member); the ring fills behind this send and the
+                    // application's `send` waits. Memory stays bounded.
+                    self.stats.send_stalls += 1;
+                    self.stalled = Some(submission);
+                    break;
+                }
+                Err(error) => {
+                    self.stats.send_errors += 1;
+                    self.warn(format_args!("a send was dropped: {error}"));
+                }
+            }
+            taken += 1;
+            // The payload was copied into the core's pooled buffer: recycle.
+            let _ = self.shared.free.push(submission.buf);
+        }
+        self.stats.submissions += taken as u64;
+        taken
+    }
+
+    fn drain_control(&mut self, now: Instant) -> usize {
+        let mut handled = 0;
+        loop {
+            match self.control.try_recv() {
+                Ok(control) => {
+                    handled += 1;
+                    self.on_control(now, control);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    // Every handle is gone: leave.
+                    if self.shutting_down.is_none() {
+                        self.begin_shutdown(now);
+                        handled += 1;
+                    }
+                    break;
+                }
+            }
+        }
+        handled
+    }
+
+    fn on_control(&mut self, now: Instant, control: Control) {
+        if self.shutting_down.is_some() {
+            self.refuse(control);
+            return;
+        }
+        match control {
+            Control::Join {
+                name,
+                handlers,
+                reply,
+            } => match self.node.join_group(now, &name) {
+                Ok(group) => {
+                    self.groups.insert(
+                        group,
+                        LocalGroup {
+                            handlers,
+                            join_reply: Some(reply),
+                            leave_reply: None,
+                            multicast_joined: false,
+                        },
+                    );
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Control::Leave { group, reply } => match self.node.leave_group(now, group) {
+                Ok(()) => {
+                    if let Some(local) = self.groups.get_mut(&group) {
+                        local.leave_reply = Some(reply);
+                    }
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Control::Stats { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            Control::Shutdown => self.begin_shutdown(now),
+        }
+    }
+
+    fn refuse(&mut self, control: Control) {
+        match control {
+            Control::Join { reply, .. } => {
+                let _ = reply.send(Err(RuntimeError::Stopped));
+            }
+            Control::Leave { reply, .. } => {
+                let _ = reply.send(Err(RuntimeError::Stopped));
+            }
+            Control::Stats { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            Control::Shutdown => {}
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.shutting_down = Some(StdInstant::now() + self.config.leave_timeout);
+        // A node that never became a member has nobody to tell.
+        if self.node.status() == Status::Member {
+            let _ = self.node.leave(now);
+        }
+    }
+
+    fn snapshot(&self) -> RuntimeStats {
+        let mut stats = self.stats;
+        stats.node = *self.node.stats();
+        stats.unicast = *self.unicast.stats();
+        stats.multicast = self
+            .multicast
+            .as_ref()
+            .map(|(transport, _)| *transport.stats());
+        stats
+    }
+
+    /// Sends what waits, then takes new frames from the core while the
+    /// socket accepts them (natural batching: every message queued since the
+    /// last cycle shares frames).
+    fn transmit(&mut self, now: Instant) -> Result<usize, RuntimeError> {
+        if self.unicast.has_pending_send() && !self.unicast.flush()? {
+            return Ok(0);
+        }
+        if !self.out.send(&mut self.unicast)? {
+            return Ok(0);
+        }
+        let mut frames = 0;
+        while frames < FRAMES_PER_CYCLE {
+            let frame_max = self.node.config().frame_max + 4096;
+            let (index, buf) = self.out.next_buf(frame_max);
+            let Some(transmit) = self.node.poll_transmit(now, buf) else {
+                self.out.used -= 1;
+                break;
+            };
+            frames += 1;
+            self.route(transmit.dest, index);
+        }
+        if frames > 0 {
+            self.out.send(&mut self.unicast)?;
+        }
+        Ok(frames)
+    }
+
+    /// Turns the core's destination into socket destinations.
+    fn route(&mut self, dest: Dest, index: usize) {
+        match dest {
+            Dest::Member(member) => match self.book.member(member) {
+                Some(address) => self.out.entries.push((Destination::Unicast(address), index)),
+                None => self.stats.unroutable += 1,
+            },
+            Dest::Seed(seed) => {
+                match self.book.seed(usize::from(seed), &self.node.config().seeds) {
+                    Some(address) => self.out.entries.push((Destination::Unicast(address), index)),
+                    None => self.stats.unroutable += 1,
+                }
+            }
+            Dest::Group(group) => {
+                if let Some(address) = self.config.group_address(group) {
+                    self.out
+                        .entries
+                        .push((Destination::Multicast(address), index));
+                    return;
+                }
+                let me = self.node.member_id();
+                for &member in self.node.group_members(group) {
+                    if member == me {
+                        continue;
+                    }
+                    match self.book.member(member) {
+                        Some(address) => {
+                            self.out.entries.push((Destination::Unicast(address), index));
+                        }
+                        None => self.stats.unroutable += 1,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the core's events to the handlers.
+    fn upcalls(&mut self, now: Instant) -> usize {
+        let mut events = 0;
+        loop {
+            let mut checkpoint = None;
+            while let Some(event) = self.node.poll_event() {
+                events += 1;
+                match event {
+                    Event::DomainView(view) => {
+                        self.book.install(&view);
+                        if self.book.unparsable > 0 {
+                            eprintln!(
+                                "osiris: {} member address(es) in view {} do not parse",
+                                self.book.unparsable, view.id.0
+                            );
+                        }
+                        if let Some(handler) = &mut self.handlers.domain_view {
+                            handler(&view);
+                        }
+                    }
+                    Event::GroupView(view) => {
+                        let me = self.node_member();
+                        if let Some(local) = self.groups.get_mut(&view.group) {
+                            if view.members.contains(&me) {
+                                if let Some(reply) = local.join_reply.take() {
+                                    let _ = reply.send(Ok(view.group));
+                                }
+                            }
+                            if let Some(handler) = &mut local.handlers.view {
+                                handler(&view);
+                            }
+                        }
+                        self.join_multicast(view.group);
+                    }
+                    Event::Delivered {
+                        group,
+                        sender,
+                        payload,
+                    } => {
+                        if let Some(handler) = self
+                            .groups
+                            .get_mut(&group)
+                            .and_then(|local| local.handlers.message.as_mut())
+                        {
+                            handler(&Message {
+                                group,
+                                sender,
+                                payload,
+                            });
+                        }
+                    }
+                    Event::CheckpointRequested { group, .. } => {
+                        let state = self
+                            .groups
+                            .get_mut(&group)
+                            .and_then(|local| local.handlers.checkpoint.as_mut())
+                            .map(|handler| handler())
+                            .unwrap_or_default();
+                        checkpoint = Some((group, state));
+                        break;
+                    }
+                    Event::StateLoaded {
+                        group,
+                        state,
+                        fresh,
+                    } => {
+                        if !fresh {
+                            if let Some(handler) = self
+                                .groups
+                                .get_mut(&group)
+                                .and_then(|local| local.handlers.load.as_mut())
+                            {
+                                handler(state);
+                            }
+                        }
+                    }
+                    Event::GroupLeft { group } => {
+                        if let Some(local) = self.groups.remove(&group) {
+                            if let Some(reply) = local.leave_reply {
+                                let _ = reply.send(Ok(()));
+                            }
+                            if local.multicast_joined {
+                                self.leave_multicast(group);
+                            }
+                        }
+                    }
+                    Event::Excluded { old_id, new_id } => {
+                        eprintln!(
+                            "osiris: this node ({old_id}) was excluded from the domain{}",
+                            match new_id {
+                                Some(new_id) => format!("; rejoining as {new_id}"),
+                                None => String::new(),
+                            }
+                        );
+                    }
+                    Event::Stopped(reason) => {
+                        if let Some(handler) = &mut self.handlers.stopped {
+                            handler(reason);
+                        }
+                    }
+                }
+            }
+            match checkpoint {
+                Some((group, state)) => {
+                    if let Err(error) = self.node.provide_checkpoint(now, group, &state) {
+                        self.warn(format_args!("checkpoint refused: {error}"));
+                        // The core waits for an answer: give it an empty state.
+                        let _ = self.node.provide_checkpoint(now, group, &[]);
+                    }
+                }
+                None => return events,
+            }
+        }
+    }
+
+    fn node_member(&self) -> osiris_core::MemberId {
+        self.node.member_id()
+    }
+
+    fn join_multicast(&mut self, group: GroupId) {
+        let MulticastMode::Ip { interface, .. } = self.config.multicast else {
+            return;
+        };
+        let Some(address) = self.config.group_address(group) else {
+            return;
+        };
+        let Some(local) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if local.multicast_joined {
+            return;
+        }
+        if let Some((transport, _)) = &mut self.multicast {
+            match transport.join_multicast(*address.ip(), interface) {
+                Ok(()) => local.multicast_joined = true,
+                Err(error) => eprintln!("osiris: multicast join failed: {error}"),
+            }
+        }
+    }
+
+    fn leave_multicast(&mut self, group: GroupId) {
+        let MulticastMode::Ip { interface, .. } = self.config.multicast else {
+            return;
+        };
+        if let (Some(address), Some((transport, _))) =
+            (self.config.group_address(group), &mut self.multicast)
+        {
+            let _ = transport.leave_multicast(*address.ip(), interface);
+        }
+    }
+
+    fn idle(&mut self) {
+        match self.idler.idle() {
+            IdleAction::Spin => std::hint::spin_loop(),
+            IdleAction::Yield => std::thread::yield_now(),
+            IdleAction::Block(cap) => {
+                let (now, _) = self.clock.now();
+                let until_timer = self
+                    .node
+                    .next_timeout()
+                    .map_or(BLOCK_MAX, |due| due.saturating_since(now));
+                let timeout = cap.map_or(until_timer, |cap| cap.min(until_timer)).min(BLOCK_MAX);
+                if timeout.is_zero() || !self.shared.prepare_to_sleep() {
+                    return;
+                }
+                self.stats.blocks += 1;
+                let unicast = self.unicast.as_fd();
+                let waker = self.shared.waker.as_fd();
+                let result = match &self.multicast {
+                    Some((transport, _)) => {
+                        wait_readable(&[unicast, waker, transport.as_fd()], Some(timeout))
+                    }
+                    None => wait_readable(&[unicast, waker], Some(timeout)),
+                };
+                self.shared.woke();
+                if let Err(error) = result {
+                    eprintln!("osiris: ppoll failed: {error}");
+                }
+            }
+        }
+    }
+
+    /// A warning, at most once per `WARN_PERIOD`.
+    fn warn(&mut self, message: std::fmt::Arguments<'_>) {
+        let now = StdInstant::now();
+        if self
+            .warned_at
+            .is_some_and(|at| now.duration_since(at) < WARN_PERIOD)
+        {
+            return;
+        }
+        self.warned_at = Some(now);
+        eprintln!("osiris: warning: {message}");
+    }
+
+    /// Hostile or stray input is counted by the core; say so, rate-limited.
+    fn warn_about_drops(&mut self, now: StdInstant) {
+        let stats = self.node.stats();
+        let bad = (
+            stats.frames_malformed + self.unicast.stats().datagrams_malformed,
+            stats.frames_from_strangers,
+        );
+        if bad == self.warned_counts {
+            return;
+        }
+        if self
+            .warned_at
+            .is_some_and(|at| now.duration_since(at) < WARN_PERIOD)
+        {
+            return;
+        }
+        let (malformed, strangers) = (
+            bad.0 - self.warned_counts.0,
+            bad.1 - self.warned_counts.1,
+        );
+        self.warned_counts = bad;
+        self.warned_at = Some(now);
+        eprintln!(
+            "osiris: warning: dropped {malformed} malformed frame(s) and {strangers} frame(s) from non-members"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! Groups: `node.group("name")` gives a [`GroupBuilder`] to register the
+//! handlers on, `join()` gives a [`Group`] to multicast in.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use osiris_core::{GroupId, GroupView};
+
+use crate::handlers::{GroupHandlers, Message};
+use crate::node::Node;
+use crate::shared::{Control, Submission};
+use crate::RuntimeError;
+
+/// A group being set up. Every handler runs on the node's data-plane thread
+/// (see the `handlers` module): keep them short, never block in them.
+pub struct GroupBuilder {
+    node: Node,
+    name: String,
+    handlers: GroupHandlers,
+}
+
+impl std::fmt::Debug for GroupBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupBuilder")
+            .field("name", &self.name)
+            .field("handlers", &self.handlers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupBuilder {
+    pub(crate) fn new(node: Node, name: &str) -> GroupBuilder {
+        GroupBuilder {
+            node,
+            name: name.to_owned(),
+            handlers: GroupHandlers::default(),
+        }
+    }
+
+    /// Each new group view, identical at every member and in the same order.
+    #[must_use]
+    pub fn on_view(mut self, handler: impl FnMut(&GroupView) + Send + 'static) -> Self {
+        self.handlers.view = Some(Box::new(handler));
+        self
+    }
+
+    /// Each delivered multicast. The payload is borrowed for the call only.
+    #[must_use]
+    pub fn on_message(mut self, handler: impl FnMut(&Message<'_>) + Send + 'static) -> Self {
+        self.handlers.message = Some(Box::new(handler));
+        self
+    }
+
+    /// Produce the group's state for a joiner. Called at the exact view
+    /// boundary, on the oldest member; what it returns is what the joiner loads.
+    #[must_use]
+    pub fn on_checkpoint(mut self, handler: impl FnMut() -> Vec<u8> + Send + 'static) -> Self {
+        self.handlers.checkpoint = Some(Box::new(handler));
+        self
+    }
+
+    /// Load the state a donor produced. Called before any delivery in the
+    /// group; not called when this node founds the group (no state exists).
+    #[must_use]
+    pub fn on_load(mut self, handler: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        self.handlers.load = Some(Box::new(handler));
+        self
+    }
+
+    /// Joins (creating the group if it does not exist) and waits for the
+    /// view that admits this node, at most `join_timeout`.
+    ///
+    /// # Errors
+    /// `Core` (bad name, already joined), `Timeout`, or `Stopped`.
+    pub fn join(self) -> Result<Group, RuntimeError> {
+        let (reply, answer) = mpsc::channel();
+        let timeout = self.node.config().join_timeout;
+        self.node.shared().control(Control::Join {
+            name: self.name.clone(),
+            handlers: self.handlers,
+            reply,
+        })?;
+        let id = match answer.recv_timeout(timeout) {
+            Ok(result) => result?,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(RuntimeError::Timeout("the view that admits this node"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(RuntimeError::Stopped),
+        };
+        Ok(Group {
+            node: self.node,
+            id,
+            name: self.name,
+        })
+    }
+}
+
+/// A joined group: multicast in it from any thread (clone it freely).
+#[derive(Debug, Clone)]
+pub struct Group {
+    node: Node,
+    id: GroupId,
+    name: String,
+}
+
+impl Group {
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// FIFO multicast: reliable, in sender order, view-synchronous. Returns
+    /// once the message is in the submission ring (it goes out on the next
+    /// duty cycle); blocks while the ring is full (flow control).
+    ///
+    /// # Errors
+    /// `PayloadTooLarge`, `Backpressure` after `send_timeout`, `Stopped`.
+    pub fn send(&self, payload: &[u8]) -> Result<(), RuntimeError> {
+        self.send_with(payload.len(), |buf| buf.copy_from_slice(payload))
+    }
+
+    /// Zero-copy send: `fill` writes the `len`-byte message straight into a
+    /// recycled send buffer (no allocation in steady state).
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn send_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RuntimeError> {
+        let shared = self.node.shared();
+        if len > shared.payload_max {
+            return Err(RuntimeError::PayloadTooLarge {
+                len,
+                max: shared.payload_max,
+            });
+        }
+        if self.node.is_stopped() {
+            return Err(RuntimeError::Stopped);
+        }
+        let mut buf = shared.take_buffer();
+        buf.resize(len, 0);
+        fill(&mut buf);
+        let mut submission = Submission { group: self.id, buf };
+        let mut deadline = None;
+        let mut spins = 0u32;
+        loop {
+            match shared.submissions.push(submission) {
+                Ok(()) => {
+                    shared.notify();
+                    return Ok(());
+                }
+                Err(back) => submission = back,
+            }
+            // Full ring: the data plane is behind (or a member is slow).
+            shared.notify();
+            if self.node.is_stopped() {
+                return Err(RuntimeError::Stopped);
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + shared.send_timeout);
+            if Instant::now() >= deadline {
+                return Err(RuntimeError::Backpressure);
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    /// Leaves the group and waits until the view without this node is agreed.
+    ///
+    /// # Errors
+    /// `Core(NotJoined)`, `Timeout`, or `Stopped`.
+    pub fn leave(self) -> Result<(), RuntimeError> {
+        let (reply, answer) = mpsc::channel();
+        self.node.shared().control(Control::Leave {
+            group: self.id,
+            reply,
+        })?;
+        match answer.recv_timeout(self.node.config().join_timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(RuntimeError::Timeout("the group leave")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(RuntimeError::Stopped),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Upcalls. Every handler runs **on the node's data-plane thread**, one at a
+//! time, in the order the core produced the events. A handler borrows what it
+//! is given (a delivered payload is a slice of the core's buffer, valid only
+//! during the call: copy what you keep). A handler that blocks stalls the
+//! whole node (no receive, no send, no heartbeats): hand slow work to a
+//! thread of your own.
+
+use std::fmt;
+
+use osiris_core::{DomainView, GroupId, GroupView, MemberId, NodeStats, StopReason};
+use osiris_transport::TransportStats;
+
+/// A delivered multicast, borrowed for the duration of the upcall.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub group: GroupId,
+    pub sender: MemberId,
+    pub payload: &'a [u8],
+}
+
+pub(crate) type ViewHandler = Box<dyn FnMut(&GroupView) + Send>;
+pub(crate) type MessageHandler = Box<dyn FnMut(&Message<'_>) + Send>;
+pub(crate) type CheckpointHandler = Box<dyn FnMut() -> Vec<u8> + Send>;
+pub(crate) type LoadHandler = Box<dyn FnMut(&[u8]) + Send>;
+pub(crate) type DomainViewHandler = Box<dyn FnMut(&DomainView) + Send>;
+pub(crate) type StopHandler = Box<dyn FnMut(StopReason) + Send>;
+
+/// The handlers of one group (registered with `GroupBuilder` before `join`).
+#[derive(Default)]
+pub(crate) struct GroupHandlers {
+    pub view: Option<ViewHandler>,
+    pub message: Option<MessageHandler>,
+    pub checkpoint: Option<CheckpointHandler>,
+    pub load: Option<LoadHandler>,
+}
+
+impl fmt::Debug for GroupHandlers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupHandlers")
+            .field("view", &self.view.is_some())
+            .field("message", &self.message.is_some())
+            .field("checkpoint", &self.checkpoint.is_some())
+            .field("load", &self.load.is_some())
+            .finish()
+    }
+}
+
+/// Node-wide handlers (registered on the builder).
+#[derive(Default)]
+pub(crate) struct NodeHandlers {
+    pub domain_view: Option<DomainViewHandler>,
+    pub stopped: Option<StopHandler>,
+}
+
+/// Counters of a running node: the core's, the transports', and the data
+/// plane's own.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct RuntimeStats {
+    pub node: NodeStats,
+    pub unicast: TransportStats,
+    pub multicast: Option<TransportStats>,
+    /// Duty cycles run.
+    pub cycles: u64,
+    /// Times the data plane blocked (block-on-event, or backoff's last phase).
+    pub blocks: u64,
+    /// Sends taken from the submission ring.
+    pub submissions: u64,
+    /// Cycles that left sends in the ring because the core's send window and
+    /// queue were full (flow control holding the application back).
+    pub send_stalls: u64,
+    /// Sends the core refused (reported, rate-limited, on stderr).
+    pub send_errors: u64,
+    /// Frames with no known address for their destination (dropped).
+    pub unroutable: u64,
+    /// Our own IP multicast frames looped back to us (dropped).
+    pub own_echoes: u64,
+}

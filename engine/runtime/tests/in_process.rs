@@ -1,0 +1,99 @@
+//! Several runtime nodes in one process over real loopback UDP sockets.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use osiris_runtime::{IdleStrategy, MemberId, Node, RuntimeConfig};
+
+fn config(node: u32, seeds: &[SocketAddr], idle: IdleStrategy) -> RuntimeConfig {
+    let mut config = RuntimeConfig::new(node, "127.0.0.1:0".parse().unwrap());
+    config.core.bootstrap = seeds.is_empty();
+    config.core.seeds = seeds.iter().map(ToString::to_string).collect();
+    config.idle = idle;
+    config
+}
+
+type Log = Arc<Mutex<Vec<(MemberId, Vec<u8>)>>>;
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn three_members_deliver_every_message_in_sender_order(idle: IdleStrategy) {
+    let first = Node::start(config(1, &[], idle)).unwrap();
+    let seed = [first.local_addr()];
+    let others: Vec<Node> = (2..=3)
+        .map(|id| Node::start(config(id, &seed, idle)).unwrap())
+        .collect();
+    let nodes: Vec<Node> = std::iter::once(first).chain(others).collect();
+    let logs: Vec<Log> = nodes.iter().map(|_| Log::default()).collect();
+    let view_sizes: Vec<Arc<Mutex<usize>>> = nodes.iter().map(|_| Arc::default()).collect();
+    let groups: Vec<_> = nodes
+        .iter()
+        .zip(&logs)
+        .zip(&view_sizes)
+        .map(|((node, log), size)| {
+            let log = Arc::clone(log);
+            let size = Arc::clone(size);
+            node.group("in-process")
+                .on_view(move |view| *size.lock().unwrap() = view.members.len())
+                .on_message(move |message| {
+                    log.lock()
+                        .unwrap()
+                        .push((message.sender, message.payload.to_vec()));
+                })
+                .join()
+                .unwrap()
+        })
+        .collect();
+    // Wait until every member sees all three (a sender's multicast reaches
+    // only the view it is sent in).
+    for size in &view_sizes {
+        wait_until("the three-member view", Duration::from_secs(10), || {
+            *size.lock().unwrap() == 3
+        });
+    }
+    const PER_SENDER: u32 = 2_000;
+    for index in 0..PER_SENDER {
+        for group in &groups {
+            group.send(&index.to_le_bytes()).unwrap();
+        }
+    }
+    let expected = 3 * PER_SENDER as usize;
+    for log in &logs {
+        wait_until("every delivery", Duration::from_secs(20), || {
+            log.lock().unwrap().len() >= expected
+        });
+    }
+    for log in &logs {
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), expected);
+        let mut next = std::collections::HashMap::new();
+        for (sender, payload) in log.iter() {
+            let index = u32::from_le_bytes(payload[..4].try_into().unwrap());
+            let expected_index = next.entry(*sender).or_insert(0u32);
+            assert_eq!(index, *expected_index, "FIFO broken for {sender}");
+            *expected_index += 1;
+        }
+    }
+    let stats = nodes[0].stats().unwrap();
+    assert!(stats.node.messages_delivered >= expected as u64);
+    for node in &nodes {
+        node.shutdown();
+    }
+}
+
+#[test]
+fn fifo_multicast_between_three_nodes_with_backoff() {
+    three_members_deliver_every_message_in_sender_order(IdleStrategy::default());
+}
+
+#[test]
+fn fifo_multicast_between_three_nodes_blocking_on_events() {
+    three_members_deliver_every_message_in_sender_order(IdleStrategy::BlockOnEvent);
+}
