@@ -309,7 +309,10 @@ impl Engine {
         let mut taken = 0;
         while taken < SUBMISSIONS_PER_CYCLE {
             // The send refused last cycle goes first (per-sender FIFO).
-            let Some(submission) = self.stalled.take().or_else(|| self.shared.submissions.pop())
+            let Some(submission) = self
+                .stalled
+                .take()
+                .or_else(|| self.shared.submissions.pop())
             else {
                 break;
             };
@@ -466,12 +469,18 @@ impl Engine {
     fn route(&mut self, dest: Dest, index: usize) {
         match dest {
             Dest::Member(member) => match self.book.member(member) {
-                Some(address) => self.out.entries.push((Destination::Unicast(address), index)),
+                Some(address) => self
+                    .out
+                    .entries
+                    .push((Destination::Unicast(address), index)),
                 None => self.stats.unroutable += 1,
             },
             Dest::Seed(seed) => {
                 match self.book.seed(usize::from(seed), &self.node.config().seeds) {
-                    Some(address) => self.out.entries.push((Destination::Unicast(address), index)),
+                    Some(address) => self
+                        .out
+                        .entries
+                        .push((Destination::Unicast(address), index)),
                     None => self.stats.unroutable += 1,
                 }
             }
@@ -489,7 +498,9 @@ impl Engine {
                     }
                     match self.book.member(member) {
                         Some(address) => {
-                            self.out.entries.push((Destination::Unicast(address), index));
+                            self.out
+                                .entries
+                                .push((Destination::Unicast(address), index));
                         }
                         None => self.stats.unroutable += 1,
                     }
@@ -659,7 +670,9 @@ impl Engine {
                     .node
                     .next_timeout()
                     .map_or(BLOCK_MAX, |due| due.saturating_since(now));
-                let timeout = cap.map_or(until_timer, |cap| cap.min(until_timer)).min(BLOCK_MAX);
+                let timeout = cap
+                    .map_or(until_timer, |cap| cap.min(until_timer))
+                    .min(BLOCK_MAX);
                 if timeout.is_zero() || !self.shared.prepare_to_sleep() {
                     return;
                 }
@@ -709,10 +722,7 @@ impl Engine {
         {
             return;
         }
-        let (malformed, strangers) = (
-            bad.0 - self.warned_counts.0,
-            bad.1 - self.warned_counts.1,
-        );
+        let (malformed, strangers) = (bad.0 - self.warned_counts.0, bad.1 - self.warned_counts.1);
         self.warned_counts = bad;
         self.warned_at = Some(now);
         eprintln!(

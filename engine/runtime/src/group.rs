@@ -141,7 +141,10 @@ impl Group {
         let mut buf = shared.take_buffer();
         buf.resize(len, 0);
         fill(&mut buf);
-        let mut submission = Submission { group: self.id, buf };
+        let mut submission = Submission {
+            group: self.id,
+            buf,
+        };
         let mut deadline = None;
         let mut spins = 0u32;
         loop {

@@ -153,9 +153,18 @@ mod tests {
 
     #[test]
     fn config_spellings() {
-        assert_eq!(IdleStrategy::parse("busy-spin"), Some(IdleStrategy::BusySpin));
-        assert_eq!(IdleStrategy::parse("block"), Some(IdleStrategy::BlockOnEvent));
-        assert_eq!(IdleStrategy::parse("backoff"), Some(IdleStrategy::default()));
+        assert_eq!(
+            IdleStrategy::parse("busy-spin"),
+            Some(IdleStrategy::BusySpin)
+        );
+        assert_eq!(
+            IdleStrategy::parse("block"),
+            Some(IdleStrategy::BlockOnEvent)
+        );
+        assert_eq!(
+            IdleStrategy::parse("backoff"),
+            Some(IdleStrategy::default())
+        );
         assert_eq!(IdleStrategy::parse("sleepy"), None);
     }
 }

@@ -157,7 +157,13 @@ impl Node {
     /// the leave to be agreed, at most `leave_timeout`.
     pub fn shutdown(&self) {
         let _ = self.inner.shared.control(Control::Shutdown);
-        if let Some(thread) = self.inner.thread.lock().ok().and_then(|mut slot| slot.take()) {
+        if let Some(thread) = self
+            .inner
+            .thread
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+        {
             let _ = thread.join();
         }
     }

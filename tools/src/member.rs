@@ -1,0 +1,234 @@
+//! `osiris node --config FILE`: one member process, driven by commands on
+//! stdin, reporting events on stdout in the line format of `report.rs`.
+//! The application it runs is a replicated log: every member keeps the
+//! per-view tally of what it delivered and, for text messages, the text; a
+//! joiner loads the total and the texts by state transfer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use osiris_core::MemberId;
+use osiris_runtime::{Group, Node, NodeBuilder, RuntimeConfig, RuntimeError};
+
+use osiris_tools::report::{chain, member, members};
+
+/// Prints one line atomically (handlers and the command loop both print).
+fn say(line: std::fmt::Arguments<'_>) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// One group's replicated state and this member's tallies.
+#[derive(Debug, Default)]
+struct GroupState {
+    view: u64,
+    /// Deliveries in the current view, per sender: (count, digest).
+    tally: BTreeMap<MemberId, (u64, u64)>,
+    /// Every delivery since the group began (loaded, then counted).
+    total: u64,
+    texts: Vec<String>,
+}
+
+impl GroupState {
+    fn checkpoint(&self) -> Vec<u8> {
+        let mut state = self.total.to_le_bytes().to_vec();
+        state.extend_from_slice(self.texts.join("\n").as_bytes());
+        state
+    }
+
+    fn load(&mut self, state: &[u8]) {
+        if state.len() < 8 {
+            return;
+        }
+        self.total = u64::from_le_bytes(state[..8].try_into().unwrap_or_default());
+        let texts = String::from_utf8_lossy(&state[8..]);
+        self.texts = if texts.is_empty() {
+            Vec::new()
+        } else {
+            texts.split('\n').map(str::to_owned).collect()
+        };
+    }
+}
+
+type Shared = Arc<(Mutex<GroupState>, Condvar)>;
+
+pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
+    let config = RuntimeConfig::from_file(config_path)?;
+    let node_id = config.core.node.0;
+    let node = NodeBuilder::new(config)
+        .on_domain_view(|view| {
+            let ids: Vec<MemberId> = view.members.iter().map(|info| info.id).collect();
+            say(format_args!("DVIEW {} {}", view.id.0, members(&ids)));
+        })
+        .on_stopped(|reason| say(format_args!("STOPPED {reason:?}")))
+        .start()?;
+    say(format_args!("READY {node_id} {}", node.local_addr()));
+    let mut groups: HashMap<String, (Group, Shared)> = HashMap::new();
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let result = match words.as_slice() {
+            ["join", name] => join(&node, name).map(|joined| {
+                groups.insert((*name).to_owned(), joined);
+                say(format_args!("JOINED {name}"));
+            }),
+            ["send", name, ..] => with_group(&groups, name, |group, _| {
+                let text = line.splitn(3, ' ').nth(2).unwrap_or("");
+                group.send(format!("t:{text}").as_bytes())
+            }),
+            ["burst", name, count, size] => with_group(&groups, name, |group, _| {
+                burst(group, name, count.parse().unwrap_or(0), size.parse().unwrap_or(64))
+            }),
+            ["await", name, count] => with_group(&groups, name, |_, state| {
+                let count: u64 = count.parse().unwrap_or(0);
+                await_total(state, count, Duration::from_secs(60))?;
+                say(format_args!("REACHED {name} {count}"));
+                Ok(())
+            }),
+            ["leave", name] => match groups.remove(*name) {
+                Some((group, _)) => group.leave().map(|()| say(format_args!("LEFT {name}"))),
+                None => Err(RuntimeError::Config(format!("not in group {name}"))),
+            },
+            ["stats"] => node.stats().map(|stats| {
+                say(format_args!(
+                    "STATS delivered={} sent={} frames_sent={} frames_received={} malformed={} strangers={} stale={} datagrams_malformed={} sendmmsg={} recvmmsg={} blocks={}",
+                    stats.node.messages_delivered,
+                    stats.node.messages_sent,
+                    stats.node.frames_sent,
+                    stats.node.frames_received,
+                    stats.node.frames_malformed,
+                    stats.node.frames_from_strangers,
+                    stats.node.frames_stale,
+                    stats.unicast.datagrams_malformed,
+                    stats.unicast.sendmmsg_calls,
+                    stats.unicast.recvmmsg_calls,
+                    stats.blocks,
+                ));
+            }),
+            ["quit"] => break,
+            [] => Ok(()),
+            _ => Err(RuntimeError::Config(format!("unknown command: {line}"))),
+        };
+        if let Err(error) = result {
+            say(format_args!("ERROR {error}"));
+        }
+    }
+    node.shutdown();
+    say(format_args!("BYE"));
+    Ok(())
+}
+
+fn with_group(
+    groups: &HashMap<String, (Group, Shared)>,
+    name: &str,
+    act: impl FnOnce(&Group, &Shared) -> Result<(), RuntimeError>,
+) -> Result<(), RuntimeError> {
+    match groups.get(name) {
+        Some((group, state)) => act(group, state),
+        None => Err(RuntimeError::Config(format!("not in group {name}"))),
+    }
+}
+
+fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
+    let shared: Shared = Arc::default();
+    let group_name = name.to_owned();
+    let on_view = Arc::clone(&shared);
+    let on_message = Arc::clone(&shared);
+    let on_checkpoint = Arc::clone(&shared);
+    let on_load = Arc::clone(&shared);
+    let (name_v, name_m, name_l) = (group_name.clone(), group_name.clone(), group_name.clone());
+    let group = node
+        .group(name)
+        .on_view(move |view| {
+            let mut state = on_view.0.lock().unwrap_or_else(|e| e.into_inner());
+            // The view that ends: what this member delivered in it, per sender.
+            let ended = state.view;
+            for (sender, (count, digest)) in std::mem::take(&mut state.tally) {
+                say(format_args!(
+                    "TALLY {name_v} {ended} {} {count} {digest:016x}",
+                    member(sender)
+                ));
+            }
+            state.view = view.id;
+            say(format_args!(
+                "VIEW {name_v} {} {} {} {} {}",
+                view.id,
+                members(&view.members),
+                members(&view.joined),
+                members(&view.left),
+                members(&view.failed)
+            ));
+        })
+        .on_message(move |message| {
+            let (lock, changed) = &*on_message;
+            let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = state.tally.entry(message.sender).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 = chain(entry.1, message.payload);
+            state.total += 1;
+            if let Some(text) = message.payload.strip_prefix(b"t:") {
+                let text = String::from_utf8_lossy(text).into_owned();
+                say(format_args!(
+                    "MSG {name_m} {} {} {text}",
+                    state.view,
+                    member(message.sender)
+                ));
+                state.texts.push(text);
+            }
+            changed.notify_all();
+        })
+        .on_checkpoint(move || {
+            let state = on_checkpoint.0.lock().unwrap_or_else(|e| e.into_inner());
+            state.checkpoint()
+        })
+        .on_load(move |bytes| {
+            let mut state = on_load.0.lock().unwrap_or_else(|e| e.into_inner());
+            state.load(bytes);
+            say(format_args!(
+                "LOADED {name_l} {} {}",
+                state.total,
+                state.texts.len()
+            ));
+        })
+        .join()?;
+    Ok((group, shared))
+}
+
+fn burst(group: &Group, name: &str, count: u64, size: usize) -> Result<(), RuntimeError> {
+    let size = size.max(10);
+    let started = Instant::now();
+    for index in 0..count {
+        group.send_with(size, |buf| {
+            buf[..2].copy_from_slice(b"b:");
+            buf[2..10].copy_from_slice(&index.to_le_bytes());
+        })?;
+    }
+    say(format_args!(
+        "SENT {name} {count} {}",
+        started.elapsed().as_micros()
+    ));
+    Ok(())
+}
+
+fn await_total(state: &Shared, count: u64, timeout: Duration) -> Result<(), RuntimeError> {
+    let (lock, changed) = &**state;
+    let deadline = Instant::now() + timeout;
+    let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while guard.total < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RuntimeError::Timeout("the awaited deliveries"));
+        }
+        guard = changed
+            .wait_timeout(guard, left)
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|e| e.into_inner().0);
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The line protocol between `osiris node` (a member process) and whoever
+//! drives it (`osiris demo`, the multi-process tests). One event per line,
+//! space-separated, first word the kind:
+//!
+//! ```text
+//! READY <node> <addr>                       started, listening on addr
+//! DVIEW <id> <member>...                    a domain view
+//! VIEW <group> <id> <members> <joined> <left> <failed>   (lists: a,b,c or -)
+//! TALLY <group> <view> <sender> <count> <digest>          per sender, at the end of a view
+//! MSG <group> <view> <sender> <text>        a text multicast (send G TEXT)
+//! LOADED <group> <total> <texts>            state loaded from a donor
+//! JOINED <group> | LEFT <group> | SENT <group> <count> <micros> | REACHED <group> <count>
+//! STATS <key=value>...
+//! STOPPED <reason> | ERROR <text> | BYE
+//! ```
+//! Members are printed as `node.incarnation`.
+
+use osiris_core::MemberId;
+
+pub fn member(member: MemberId) -> String {
+    format!("{}.{}", member.node.0, member.incarnation.0)
+}
+
+pub fn members(list: &[MemberId]) -> String {
+    if list.is_empty() {
+        return "-".to_owned();
+    }
+    list.iter()
+        .map(|m| member(*m))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// FNV-1a, chained: the digest of a sequence of payloads.
+pub fn chain(digest: u64, payload: &[u8]) -> u64 {
+    let mut hash = digest ^ 0xcbf2_9ce4_8422_2325;
+    for &byte in payload {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
