@@ -2,6 +2,7 @@
 //! `osiris node --config FILE` runs one member (driven by commands on stdin,
 //! reporting events on stdout; see `member.rs` for the line format).
 
+mod bench;
 mod demo;
 mod member;
 
@@ -37,6 +38,27 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Delivered messages per second between member processes on loopback,
+    /// beside raw UDP (sendmmsg/recvmmsg) measured in the same run.
+    Throughput {
+        #[arg(long, default_value_t = 3)]
+        members: u32,
+        #[arg(long, default_value_t = 1)]
+        senders: u32,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages per sender.
+        #[arg(long, default_value_t = 200_000)]
+        count: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +66,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { members, burst } => demo::run(members, burst),
         Command::Node { config } => member::run(&config),
+        Command::Bench(BenchCommand::Throughput {
+            members,
+            senders,
+            size,
+            count,
+        }) => bench::throughput(bench::Throughput {
+            members,
+            senders,
+            size,
+            count,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

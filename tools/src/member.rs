@@ -32,6 +32,10 @@ struct GroupState {
     /// Every delivery since the group began (loaded, then counted).
     total: u64,
     texts: Vec<String>,
+    /// When the first and the latest burst message were delivered (for
+    /// `osiris bench`: the receive rate is bursts / (last - first)).
+    burst_window: Option<(Instant, Instant)>,
+    bursts: u64,
 }
 
 impl GroupState {
@@ -88,7 +92,14 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
             ["await", name, count] => with_group(&groups, name, |_, state| {
                 let count: u64 = count.parse().unwrap_or(0);
                 await_total(state, count, Duration::from_secs(60))?;
-                say(format_args!("REACHED {name} {count}"));
+                let guard = state.0.lock().unwrap_or_else(|e| e.into_inner());
+                let window = guard
+                    .burst_window
+                    .map_or(0, |(first, last)| last.duration_since(first).as_micros());
+                say(format_args!(
+                    "REACHED {name} {count} {} {window}",
+                    guard.bursts
+                ));
                 Ok(())
             }),
             ["leave", name] => match groups.remove(*name) {
@@ -172,7 +183,12 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
             entry.0 += 1;
             entry.1 = chain(entry.1, message.payload);
             state.total += 1;
-            if let Some(text) = message.payload.strip_prefix(b"t:") {
+            if message.payload.starts_with(b"b:") {
+                let now = Instant::now();
+                let window = state.burst_window.get_or_insert((now, now));
+                window.1 = now;
+                state.bursts += 1;
+            } else if let Some(text) = message.payload.strip_prefix(b"t:") {
                 let text = String::from_utf8_lossy(text).into_owned();
                 say(format_args!(
                     "MSG {name_m} {} {} {text}",

@@ -9,7 +9,9 @@
 //! TALLY <group> <view> <sender> <count> <digest>          per sender, at the end of a view
 //! MSG <group> <view> <sender> <text>        a text multicast (send G TEXT)
 //! LOADED <group> <total> <texts>            state loaded from a donor
-//! JOINED <group> | LEFT <group> | SENT <group> <count> <micros> | REACHED <group> <count>
+//! JOINED <group> | LEFT <group> | SENT <group> <count> <micros>
+//! REACHED <group> <count> <bursts> <micros>  total deliveries reached; burst messages
+//!                                           delivered, between the first and last of them
 //! STATS <key=value>...
 //! STOPPED <reason> | ERROR <text> | BYE
 //! ```
