@@ -25,6 +25,10 @@ pub enum MulticastMode {
         base: Ipv4Addr,
         port: u16,
         interface: Ipv4Addr,
+        /// Multicast discovery: members listen on this group address (on
+        /// `port`), and a joiner sends its join request there as well as to
+        /// its seeds, so it needs no seed list at all.
+        discovery: Option<Ipv4Addr>,
     },
 }
 
@@ -107,7 +111,16 @@ impl RuntimeConfig {
         if self.core.frame_max > self.datagram_len_max.max(65_507) {
             return bad("core frame_max exceeds what one UDP datagram carries");
         }
-        if let MulticastMode::Ip { base, port, .. } = self.multicast {
+        if let MulticastMode::Ip {
+            base,
+            port,
+            discovery,
+            ..
+        } = self.multicast
+        {
+            if discovery.is_some_and(|address| !address.is_multicast()) {
+                return bad("multicast.discovery must be a multicast address");
+            }
             if !base.is_multicast() || base.octets()[2..] != [0, 0] {
                 return bad("multicast.base must be a multicast /16 such as 239.77.0.0");
             }
@@ -123,9 +136,25 @@ impl RuntimeConfig {
                 return bad("pin_core is not a plausible core index");
             }
         }
-        self.core
-            .validate()
+        // The discovery group counts as a seed (the engine adds it).
+        let mut core = self.core.clone();
+        if let Some(discovery) = self.discovery_address() {
+            core.seeds.push(discovery.to_string());
+        }
+        core.validate()
             .map_err(|error| RuntimeError::Config(error.to_string()))
+    }
+
+    /// The multicast discovery address, if configured.
+    pub fn discovery_address(&self) -> Option<SocketAddrV4> {
+        match self.multicast {
+            MulticastMode::Ip {
+                port,
+                discovery: Some(address),
+                ..
+            } => Some(SocketAddrV4::new(address, port)),
+            _ => None,
+        }
     }
 
     /// The IP multicast address and port of a group, in `Ip` mode.
@@ -176,6 +205,8 @@ struct FileMulticast {
     base: Ipv4Addr,
     port: u16,
     interface: Ipv4Addr,
+    #[serde(default)]
+    discovery: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +250,7 @@ impl FileConfig {
                 base: multicast.base,
                 port: multicast.port,
                 interface: multicast.interface,
+                discovery: multicast.discovery,
             };
         }
         let ms = Duration::from_millis;
@@ -266,6 +298,7 @@ mod tests {
             base = "239.77.0.0"
             port = 7400
             interface = "10.77.0.3"
+            discovery = "239.77.255.250"
             [timing]
             heartbeat_ms = 10
             suspect_ms = 100
@@ -283,6 +316,13 @@ mod tests {
         let address = config.group_address(group).unwrap();
         assert_eq!(address.port(), 7400);
         assert_eq!(address.ip().octets()[..2], [239, 77]);
+        assert!(matches!(
+            config.multicast,
+            MulticastMode::Ip {
+                discovery: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -168,7 +168,10 @@ impl Engine {
         let multicast = match config.multicast {
             MulticastMode::Fanout => None,
             MulticastMode::Ip {
-                port, interface, ..
+                port,
+                interface,
+                discovery,
+                ..
             } => {
                 udp.multicast.interface = Some(interface);
                 let mut group_socket = UdpConfig::new(SocketAddr::from(([0, 0, 0, 0], port)));
@@ -177,6 +180,15 @@ impl Engine {
                 group_socket.recv_buffer_bytes = Some(config.socket_buffer_bytes);
                 group_socket.frame_magic = udp.frame_magic;
                 group_socket.multicast.interface = Some(interface);
+                if let Some(discovery) = discovery {
+                    group_socket
+                        .multicast
+                        .groups
+                        .push(osiris_transport::MulticastMembership {
+                            group: discovery,
+                            interface,
+                        });
+                }
                 let transport = UdpTransport::new(group_socket)?;
                 let batch = transport.new_recv_batch();
                 Some((transport, batch))
@@ -186,6 +198,11 @@ impl Engine {
         let unicast_batch = unicast.new_recv_batch();
         let local = unicast.local_addr();
         config.core.addr = local.to_string();
+        if let Some(discovery) = config.discovery_address() {
+            // The core sends join requests to its seeds; the discovery group
+            // is one more "seed" that every member listens on.
+            config.core.seeds.push(discovery.to_string());
+        }
         let clock = Clock {
             start: StdInstant::now(),
         };
