@@ -502,10 +502,9 @@ impl Node {
             buf.clear();
             buf.extend_from_slice(&bytes);
             self.stats.frames_sent += 1;
-            return Some(Transmit {
-                dest,
-                len: bytes.len(),
-            });
+            let len = bytes.len();
+            self.pool.put(bytes);
+            return Some(Transmit { dest, len });
         }
         let transmit = self.next_transmit(now, buf);
         if transmit.is_some() {
@@ -518,10 +517,9 @@ impl Node {
         if let Some((dest, bytes)) = self.outbox.pop_front() {
             buf.clear();
             buf.extend_from_slice(&bytes);
-            return Some(Transmit {
-                dest,
-                len: bytes.len(),
-            });
+            let len = bytes.len();
+            self.pool.put(bytes);
+            return Some(Transmit { dest, len });
         }
         if let Some(transmit) = self.poll_heartbeat(buf) {
             return Some(transmit);
@@ -605,7 +603,7 @@ impl Node {
     /// Queue one control message. Messages to this node itself loop back.
     fn send_control(&mut self, dest: Dest, msg: &Msg<'_>) {
         let header = self.header(GroupId::DOMAIN, 0);
-        let mut bytes = Vec::new();
+        let mut bytes = self.pool.copy_of(&[]);
         let mut writer = FrameWriter::new(&mut bytes, &header);
         let pushed = writer.push(msg);
         debug_assert!(pushed);

@@ -318,3 +318,41 @@ fn a_group_emptied_and_created_again_goes_on_numbering_its_views() {
         .iter()
         .any(|seen| matches!(seen, Seen::StateLoaded(_, _, true))));
 }
+
+/// A sender with more queued than its window depends on acks to move the
+/// window. If a receiver's last ack is lost, the receiver (which holds
+/// everything and sees it stable) has no reason to ack again; its NAK for
+/// the advertised-but-unsent range must then count as the ack.
+#[test]
+fn a_lost_last_ack_does_not_stall_a_sender_beyond_its_window() {
+    let (mut cluster, group) = formed(3, 3);
+    // Drop every pure ack frame (data group, sequence 0) from node 2 to the
+    // sender for the first 30 ms of the burst.
+    let until = cluster.now.0 + 30_000_000;
+    let clock = std::rc::Rc::new(std::cell::Cell::new(cluster.now.0));
+    let seen_clock = std::rc::Rc::clone(&clock);
+    cluster.cut = Box::new(move |from, to, bytes| {
+        let seq = u64::from_le_bytes(bytes[28..36].try_into().unwrap());
+        let group = u64::from_le_bytes(bytes[20..28].try_into().unwrap());
+        from == 2 && to == 0 && group != 0 && seq == 0 && seen_clock.get() < until
+    });
+    let window = cluster.node(0).config().send_window as usize;
+    let count = window * 3;
+    for index in 0..count {
+        let payload = (index as u32).to_le_bytes();
+        let now = cluster.now;
+        cluster.node(0).send(now, group, &payload).unwrap();
+    }
+    cluster.pump(0);
+    for _ in 0..200 {
+        clock.set(cluster.now.0);
+        cluster.run_for_ms(5);
+    }
+    for receiver in 1..3 {
+        let got = delivered(&cluster, receiver)
+            .iter()
+            .filter(|(g, sender, _)| *g == group && sender.node.0 == 0)
+            .count();
+        assert_eq!(got, count, "node {receiver} delivered {got} of {count}");
+    }
+}

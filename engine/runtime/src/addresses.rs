@@ -11,13 +11,25 @@ use osiris_core::{DomainView, MemberId};
 /// Learned addresses kept at most (frames from strangers must not grow memory).
 const LEARNED_MAX: usize = 1024;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AddressBook {
     members: HashMap<MemberId, SocketAddr>,
     learned: HashMap<MemberId, SocketAddr>,
     seeds: Vec<Option<SocketAddr>>,
     /// View members whose address text does not parse (reported once per view).
     pub unparsable: usize,
+}
+
+impl Default for AddressBook {
+    /// Sized up front: learning an address on the data path never allocates.
+    fn default() -> Self {
+        AddressBook {
+            members: HashMap::with_capacity(64),
+            learned: HashMap::with_capacity(LEARNED_MAX),
+            seeds: Vec::new(),
+            unparsable: 0,
+        }
+    }
 }
 
 impl AddressBook {

@@ -24,10 +24,15 @@ use crate::RuntimeError;
 
 /// Frames taken from the core per cycle at most (the rest wait a cycle).
 const FRAMES_PER_CYCLE: usize = 32;
+/// Room beyond the core's `frame_max` in a frame buffer (control frames
+/// that carry messages may be larger; they grow the buffer once).
+const FRAME_SLACK: usize = 4096;
 /// Sends taken from the submission ring per cycle at most.
 const SUBMISSIONS_PER_CYCLE: usize = 4096;
 /// Longest block when the core has no timer (it always has one in practice).
 const BLOCK_MAX: Duration = Duration::from_millis(100);
+/// Frames from non-members per warning period that pass without a warning.
+const STRANGERS_QUIET_MAX: u64 = 64;
 /// At most one warning about dropped input per this period.
 const WARN_PERIOD: Duration = Duration::from_secs(10);
 
@@ -209,6 +214,12 @@ impl Engine {
         let node = CoreNode::new(config.core.clone(), clock.now().0)
             .map_err(|error| RuntimeError::Config(error.to_string()))?;
         let idler = Idler::new(config.idle);
+        // Frame buffers for one cycle, made now: transmitting never allocates.
+        let mut out = Outgoing::default();
+        let frame_buf_len = config.core.frame_max + FRAME_SLACK;
+        out.bufs = (0..FRAMES_PER_CYCLE)
+            .map(|_| Vec::with_capacity(frame_buf_len))
+            .collect();
         let engine = Engine {
             config,
             node,
@@ -222,7 +233,7 @@ impl Engine {
             book: AddressBook::default(),
             groups: HashMap::new(),
             handlers,
-            out: Outgoing::default(),
+            out,
             idler,
             stats: RuntimeStats::default(),
             stalled: None,
@@ -466,8 +477,8 @@ impl Engine {
             return Ok(0);
         }
         let mut frames = 0;
-        while frames < FRAMES_PER_CYCLE {
-            let frame_max = self.node.config().frame_max + 4096;
+        while frames < FRAMES_PER_CYCLE && self.out.used < FRAMES_PER_CYCLE {
+            let frame_max = self.node.config().frame_max + FRAME_SLACK;
             let (index, buf) = self.out.next_buf(frame_max);
             let Some(transmit) = self.node.poll_transmit(now, buf) else {
                 self.out.used -= 1;
@@ -730,7 +741,10 @@ impl Engine {
             stats.frames_malformed + self.unicast.stats().datagrams_malformed,
             stats.frames_from_strangers,
         );
-        if bad == self.warned_counts {
+        // A few frames from non-members are normal around view changes (a
+        // member that just left, a joiner); many, or any malformed, are not.
+        let strangers_normal = bad.1 - self.warned_counts.1 < STRANGERS_QUIET_MAX;
+        if bad.0 == self.warned_counts.0 && strangers_normal {
             return;
         }
         if self

@@ -18,6 +18,9 @@ use crate::handlers::{NodeHandlers, RuntimeStats};
 use crate::shared::{Control, Shared};
 use crate::RuntimeError;
 
+/// Starting capacity of the prefilled send buffers.
+const SEND_BUFFER_START: usize = 1024;
+
 /// Builds a [`Node`]: the config, then node-wide handlers, then `start`.
 pub struct NodeBuilder {
     config: RuntimeConfig,
@@ -72,6 +75,14 @@ impl NodeBuilder {
             payload_max: self.config.core.payload_max,
             send_timeout: self.config.send_timeout,
         });
+        // Every send buffer the ring can hold is made now, so a sender never
+        // allocates: at most `submit_ring_len` sends are in flight. They start
+        // at 1 KiB and grow (once each) if larger messages are sent.
+        for _ in 0..self.config.submit_ring_len {
+            let _ = shared.free.push(Vec::with_capacity(
+                self.config.core.payload_max.min(SEND_BUFFER_START),
+            ));
+        }
         let config = self.config.clone();
         let started = Engine::start(self.config, Arc::clone(&shared), control_rx, self.handlers)?;
         let local = started.local;

@@ -131,6 +131,19 @@ impl Node {
         if header.view != local.epoch || sender != local.me() || from > to {
             return;
         }
+        // A NAK from `from` says its sender holds every message before it:
+        // an ack. It is the one the sender gets when a receiver's last ack
+        // was lost while the window was full (the receiver, seeing all it
+        // holds stable, would never ack again).
+        if let Some(member_index) = local.index_of(header.sender) {
+            let me_index = local.me_index;
+            let held = from.saturating_sub(1).min(local.transmitted);
+            let row = &mut local.acks[member_index];
+            if held > row[me_index] {
+                row[me_index] = held;
+                local.update_stability(&mut self.pool);
+            }
+        }
         if local.retransmit.len() < RETRANSMIT_QUEUE_MAX {
             local.retransmit.push_back((header.sender, from, to));
         }
@@ -184,8 +197,16 @@ impl Node {
         let window = u64::from(self.config.send_window);
         let nak_delay = self.config.nak_delay;
         let me = self.me;
-        let mut naks: Vec<(GroupId, u64, MemberId, u64, u64)> = Vec::new();
-        for (group, local) in &mut self.groups {
+        // Split borrows: NAKs are written while the streams are walked, into
+        // pooled buffers (loss recovery allocates nothing either).
+        let Node {
+            groups,
+            outbox,
+            pool,
+            stats,
+            ..
+        } = self;
+        for (group, local) in groups.iter_mut() {
             for stream in &mut local.streams {
                 if stream.sender == me || stream.seen_max <= stream.hi {
                     stream.nak_due = None;
@@ -195,26 +216,27 @@ impl Node {
                     None => stream.nak_due = Some(now + nak_delay),
                     Some(due) if due <= now => {
                         let to = stream.seen_max.min(stream.hi + window);
-                        naks.push((*group, local.epoch.0, stream.sender, stream.hi + 1, to));
+                        let header = Header {
+                            sender: me,
+                            view: local.epoch,
+                            group: *group,
+                            seq: 0,
+                        };
+                        let mut bytes = pool.copy_of(&[]);
+                        let mut writer = FrameWriter::new(&mut bytes, &header);
+                        let pushed = writer.push(&Msg::Nak {
+                            sender: stream.sender,
+                            from: stream.hi + 1,
+                            to,
+                        });
+                        debug_assert!(pushed);
+                        outbox.push_back((Dest::Member(stream.sender), bytes));
+                        stats.naks_sent += 1;
                         stream.nak_due = Some(now + nak_delay * 4);
                     }
                     Some(_) => {}
                 }
             }
-        }
-        for (group, epoch, sender, from, to) in naks {
-            let header = Header {
-                sender: me,
-                view: crate::id::ViewId(epoch),
-                group,
-                seq: 0,
-            };
-            let mut bytes = Vec::new();
-            let mut writer = FrameWriter::new(&mut bytes, &header);
-            let pushed = writer.push(&Msg::Nak { sender, from, to });
-            debug_assert!(pushed);
-            self.outbox.push_back((Dest::Member(sender), bytes));
-            self.stats.naks_sent += 1;
         }
     }
 
