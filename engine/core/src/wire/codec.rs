@@ -1026,6 +1026,13 @@ impl ExactSizeIterator for Messages<'_> {}
 
 impl std::iter::FusedIterator for Messages<'_> {}
 
+/// The header of a frame without decoding its sub-messages: for a runtime
+/// that learns where a sender lives from the frame's source address. `None`
+/// for anything that is not an Osiris frame header.
+pub fn peek_header(bytes: &[u8]) -> Option<Header> {
+    read_header(bytes).ok().map(|(header, _)| header)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1080,11 +1087,4 @@ mod tests {
             assert_eq!(known, !unknown, "tag {tag}");
         }
     }
-}
-
-/// The header of a frame without decoding its sub-messages: for a runtime
-/// that learns where a sender lives from the frame's source address. `None`
-/// for anything that is not an Osiris frame header.
-pub fn peek_header(bytes: &[u8]) -> Option<Header> {
-    read_header(bytes).ok().map(|(header, _)| header)
 }
