@@ -32,7 +32,7 @@ enum Command {
     },
     /// Run one member from a TOML config file. Reads commands on stdin
     /// (`join G`, `send G TEXT`, `burst G COUNT SIZE`, `await G TOTAL`,
-    /// `tally G`, `leave G`, `stats`, `quit`) and prints one line per event on
+    /// `tally G`, `leave G`, `stats`, `stats-all`, `quit`) and prints one line per event on
     /// stdout.
     Node {
         #[arg(long)]

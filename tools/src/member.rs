@@ -137,6 +137,7 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                     stats.blocks,
                 ));
             }),
+            ["stats-all"] => node.stats().map(|stats| say(format_args!("STATSALL {stats:?}"))),
             ["quit"] => break,
             [] => Ok(()),
             _ => Err(RuntimeError::Config(format!("unknown command: {line}"))),

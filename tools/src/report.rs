@@ -16,7 +16,8 @@
 //! MSG <group> <view> <sender> <text>        a text multicast (send G TEXT)
 //! LOADED <group> <total> <texts>            state loaded from a donor
 //! JOINED <group> | LEFT <group> | SENT <group> <count> <micros> | REACHED <group> <count>
-//! STATS <key=value>...
+//! STATS <key=value>...                     (`stats`)
+//! STATSALL <every runtime counter, Rust debug format>   (`stats-all`, for diagnosis)
 //! STOPPED <reason> | ERROR <text> | BYE
 //! ```
 //! Members are printed as `node.incarnation`.
