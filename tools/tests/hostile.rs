@@ -112,11 +112,7 @@ fn hostile_datagrams_are_counted_and_the_member_keeps_serving() {
         .expect("cluster directory");
     c.capture_stderr();
     if let Err(error) = run(&mut c) {
-        for (index, member) in c.members.iter().enumerate() {
-            let tail: Vec<&String> = member.lines.iter().rev().take(12).collect();
-            eprintln!("member {index} (pid {}) last lines: {tail:?}", member.pid);
-            eprintln!("member {index} stderr: {:?}", c.stderr(index));
-        }
+        common::dump(&mut c, "hostile");
         panic!("{error}");
     }
 }

@@ -109,6 +109,28 @@ pub fn form(c: &mut Cluster, count: usize, name: &str, start: &Start) -> Result<
     })
 }
 
+/// After a failure: prints each member's last lines and keeps all of them
+/// (and captured stderr) in `<tmp>/osiris-failed-<tag>-<pid>/` for a look.
+pub fn dump(c: &mut Cluster, tag: &str) {
+    for index in 0..c.members.len() {
+        if c.members[index].running && c.command(index, "stats-all").is_ok() {
+            let _ = c.wait_for(index, "STATSALL", Duration::from_secs(2));
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("osiris-failed-{tag}-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    for (index, member) in c.members.iter().enumerate() {
+        let tail: Vec<&String> = member.lines.iter().rev().take(12).collect();
+        eprintln!("member {index} (pid {}) last lines: {tail:?}", member.pid);
+        let mut text = member.lines.join("\n");
+        if let Some(stderr) = c.stderr(index) {
+            text.push_str(&format!("\n--- stderr ---\n{stderr}"));
+        }
+        let _ = std::fs::write(dir.join(format!("member-{index}.log")), text);
+    }
+    eprintln!("every member's lines: {}", dir.display());
+}
+
 /// The member's delivery total (loaded state included), from `tally`.
 pub fn total(c: &mut Cluster, g: &Group, index: usize) -> Result<u64, String> {
     c.command(index, &format!("tally {}", g.name))?;
@@ -237,16 +259,30 @@ pub fn delivered_from(logs: &[MemberLog], g: &Group, sender: usize) -> Result<u6
     Ok(counts.first().copied().unwrap_or(0))
 }
 
-/// Deliveries in views `from` and later, summed over the live senders, at
-/// the first live member: more than one per sender (its probe) means the
-/// burst was still going when view `from` was installed.
-pub fn delivered_in_views_since(logs: &[MemberLog], g: &Group, from: u64) -> u64 {
-    let Some(&first) = g.live().first() else {
-        return 0;
-    };
-    let delivered = logs[first].delivered_since(from);
-    g.live()
+/// Whether the burst was still in flight when `victim` was killed: the
+/// live members did not deliver all of the victim's `burst` messages, or they
+/// still delivered burst messages (more than their probes) in the view that
+/// failed it, `failure_view`, or later. Returns the two figures for the log.
+pub fn in_flight_at_kill(
+    logs: &[MemberLog],
+    g: &Group,
+    victim: usize,
+    burst: u64,
+    failure_view: u64,
+) -> Result<(u64, u64), String> {
+    let from_victim = delivered_from(logs, g, victim)?;
+    let first = *g.live().first().ok_or("no live member")?;
+    let delivered = logs[first].delivered_since(failure_view);
+    let after_failure: u64 = g
+        .live()
         .iter()
         .map(|&sender| delivered.get(&g.ids[sender]).copied().unwrap_or(0))
-        .sum()
+        .sum();
+    if from_victim >= burst && after_failure <= g.live().len() as u64 {
+        return Err(format!(
+            "the burst was over before the kill: all {burst} of the victim's messages \
+             were delivered and nothing but the probes after view {failure_view}"
+        ));
+    }
+    Ok((from_victim, after_failure))
 }
