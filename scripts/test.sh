@@ -11,6 +11,8 @@ log() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)       # netns tests
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)      # netns tests: cut and loss
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

@@ -32,6 +32,9 @@ pub struct Cluster {
     pub members: Vec<Member>,
     tx: Sender<(usize, String)>,
     rx: Receiver<(usize, String)>,
+    /// Members started from now on write stderr to `member-<index>.stderr`
+    /// in `dir` instead of inheriting this process's stderr.
+    capture_stderr: bool,
 }
 
 /// What went wrong while driving members.
@@ -50,7 +53,23 @@ impl Cluster {
             members: Vec::new(),
             tx,
             rx,
+            capture_stderr: false,
         })
+    }
+
+    /// Members started after this call write their stderr to a file (read
+    /// it with `stderr`) instead of this process's stderr.
+    pub fn capture_stderr(&mut self) {
+        self.capture_stderr = true;
+    }
+
+    /// What member `index` wrote to stderr so far, if it was captured.
+    pub fn stderr(&self, index: usize) -> Option<String> {
+        std::fs::read_to_string(self.stderr_path(index)).ok()
+    }
+
+    fn stderr_path(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("member-{index}.stderr"))
     }
 
     /// Starts a member with this config text (TOML, see docs/runtime.md),
@@ -68,13 +87,21 @@ impl Cluster {
             }
             None => Command::new(&self.exe),
         };
+        let stderr = if self.capture_stderr {
+            let path = self.stderr_path(index);
+            let file =
+                std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Stdio::from(file)
+        } else {
+            Stdio::inherit()
+        };
         command
             .arg("node")
             .arg("--config")
             .arg(&path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
@@ -128,12 +155,25 @@ impl Cluster {
         prefix: &str,
         timeout: Duration,
     ) -> Result<String, ClusterError> {
+        self.wait_until(index, prefix, |line| line.starts_with(prefix), timeout)
+    }
+
+    /// Waits until member `index` prints a line for which `matches` holds
+    /// (after the last line matched for it) and returns that line. `what`
+    /// names it in the error.
+    pub fn wait_until(
+        &mut self,
+        index: usize,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, ClusterError> {
         let deadline = Instant::now() + timeout;
         loop {
             let member = &mut self.members[index];
             if let Some(offset) = member.lines[member.cursor..]
                 .iter()
-                .position(|line| line.starts_with(prefix))
+                .position(|line| matches(line))
             {
                 let at = member.cursor + offset;
                 member.cursor = at + 1;
@@ -147,16 +187,38 @@ impl Cluster {
                     }
                     self.members[from].lines.push(line);
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    let tail: Vec<&String> =
-                        self.members[index].lines.iter().rev().take(5).collect();
-                    return Err(format!(
-                        "member {index} printed no {prefix} line within {timeout:?} (last lines: {tail:?})"
-                    ));
-                }
+                Err(RecvTimeoutError::Timeout) => return Err(self.timed_out(index, what, timeout)),
                 Err(RecvTimeoutError::Disconnected) => return Err("all readers ended".into()),
             }
         }
+    }
+
+    /// Waits until member `index` has printed, at any time, a line for which
+    /// `matches` holds, and returns the first such line. Unlike `wait_until`
+    /// it looks at every line and leaves the cursor alone.
+    pub fn wait_seen(
+        &mut self,
+        index: usize,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, ClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.collect();
+            if let Some(line) = self.members[index].lines.iter().find(|line| matches(line)) {
+                return Ok(line.clone());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timed_out(index, what, timeout));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn timed_out(&self, index: usize, what: &str, timeout: Duration) -> ClusterError {
+        let tail: Vec<&String> = self.members[index].lines.iter().rev().take(5).collect();
+        format!("member {index} printed no {what} line within {timeout:?} (last lines: {tail:?})")
     }
 
     /// The latest line member `index` printed that starts with `prefix`

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use osiris_runtime::RuntimeError;
+use osiris_tools::check;
 use osiris_tools::cluster::{loopback_config, Cluster};
 
 const GROUP: &str = "demo";
@@ -153,9 +154,10 @@ fn script(c: &mut Cluster, members: u32, burst: u32) -> Result<(), String> {
         "Agreement check (view synchrony): survivors delivered the same messages in each view.",
     );
     c.collect();
-    let checked = check_tallies(c)?;
+    let checked = check::check(&check::logs(c, GROUP))?;
     narrate(&format!(
-        "  {checked} (view, sender) tallies compared across survivors: all equal."
+        "  {} view installs and {} (view, sender) tallies compared across members: all agree.",
+        checked.views, checked.tallies
     ));
 
     for index in 0..c.members.len() {
@@ -193,35 +195,4 @@ fn total_delivered(c: &mut Cluster, index: usize) -> Result<u64, String> {
         .find_map(|word| word.strip_prefix("delivered="))
         .and_then(|value| value.parse().ok())
         .ok_or_else(|| format!("bad STATS line: {stats}"))
-}
-
-/// For every (view, sender) tally printed by more than one running member,
-/// the counts and digests must agree. Returns how many were compared.
-fn check_tallies(c: &Cluster) -> Result<usize, String> {
-    let mut seen: std::collections::HashMap<(String, String), (String, usize)> =
-        std::collections::HashMap::new();
-    let mut compared = 0;
-    for (index, member) in c.members.iter().enumerate() {
-        if !member.running {
-            continue;
-        }
-        for line in member.lines.iter().filter(|line| line.starts_with("TALLY")) {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let key = (words[2].to_owned(), words[3].to_owned());
-            let value = format!("{} {}", words[4], words[5]);
-            match seen.get(&key) {
-                Some((other, from)) if *other != value => {
-                    return Err(format!(
-                        "view {} sender {}: member {from} has {other}, member {index} has {value}",
-                        key.0, key.1
-                    ));
-                }
-                Some(_) => compared += 1,
-                None => {
-                    seen.insert(key, (value, index));
-                }
-            }
-        }
-    }
-    Ok(compared)
 }

@@ -1,6 +1,8 @@
 //! Library half of `osiris-tools`: what the `osiris` binary and the
 //! multi-process tests share — the member line protocol (`report`) and the
-//! driver that starts member processes and reads their lines (`cluster`).
+//! driver that starts member processes and reads their lines (`cluster`) and
+//! the virtual-synchrony checks over those lines (`check`).
 
+pub mod check;
 pub mod cluster;
 pub mod report;

@@ -32,8 +32,9 @@ enum Command {
         burst: u32,
     },
     /// Run one member from a TOML config file. Reads commands on stdin
-    /// (`join G`, `send G TEXT`, `burst G COUNT SIZE`, `leave G`, `stats`,
-    /// `quit`) and prints one line per event on stdout.
+    /// (`join G`, `send G TEXT`, `burst G COUNT SIZE`, `await G TOTAL`,
+    /// `tally G`, `leave G`, `stats`, `stats-all`, `quit`) and prints one line per event on
+    /// stdout.
     Node {
         #[arg(long)]
         config: PathBuf,

@@ -36,7 +36,17 @@ struct GroupState {
     /// `osiris bench`: the receive rate is bursts / (last - first)).
     burst_window: Option<(Instant, Instant)>,
     bursts: u64,
+    /// Per sender, the index of the last burst message delivered (FIFO check).
+    burst_last: BTreeMap<MemberId, u64>,
+    /// Out-of-order, duplicate or missing burst deliveries seen so far.
+    fifo_errors: u64,
+    /// The index the next burst message this member sends carries: indices
+    /// go on across bursts, so a sender's whole stream is one sequence.
+    burst_next: u64,
 }
+
+/// `FIFOERR` lines printed per group at most (the count goes on).
+const FIFO_ERROR_LINES_MAX: u64 = 100;
 
 impl GroupState {
     fn checkpoint(&self) -> Vec<u8> {
@@ -86,8 +96,9 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                 let text = line.splitn(3, ' ').nth(2).unwrap_or("");
                 group.send(format!("t:{text}").as_bytes())
             }),
-            ["burst", name, count, size] => with_group(&groups, name, |group, _| {
-                burst(group, name, count.parse().unwrap_or(0), size.parse().unwrap_or(64))
+            ["burst", name, count, size] => with_group(&groups, name, |group, state| {
+                let count = count.parse().unwrap_or(0);
+                burst(group, state, name, count, size.parse().unwrap_or(64))
             }),
             ["await", name, count] => with_group(&groups, name, |_, state| {
                 let count: u64 = count.parse().unwrap_or(0);
@@ -99,6 +110,21 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                 say(format_args!(
                     "REACHED {name} {count} {} {window}",
                     guard.bursts
+                ));
+                Ok(())
+            }),
+            ["tally", name] => with_group(&groups, name, |_, state| {
+                let state = state.0.lock().unwrap_or_else(|e| e.into_inner());
+                for (sender, (count, digest)) in &state.tally {
+                    say(format_args!(
+                        "OPEN {name} {} {} {count} {digest:016x}",
+                        state.view,
+                        member(*sender)
+                    ));
+                }
+                say(format_args!(
+                    "TALLIED {name} {} {} {}",
+                    state.view, state.total, state.fifo_errors
                 ));
                 Ok(())
             }),
@@ -122,6 +148,7 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                     stats.blocks,
                 ));
             }),
+            ["stats-all"] => node.stats().map(|stats| say(format_args!("STATSALL {stats:?}"))),
             ["quit"] => break,
             [] => Ok(()),
             _ => Err(RuntimeError::Config(format!("unknown command: {line}"))),
@@ -183,11 +210,12 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
             entry.0 += 1;
             entry.1 = chain(entry.1, message.payload);
             state.total += 1;
-            if message.payload.starts_with(b"b:") {
+            if let Some(index) = burst_index(message.payload) {
                 let now = Instant::now();
                 let window = state.burst_window.get_or_insert((now, now));
                 window.1 = now;
                 state.bursts += 1;
+                check_fifo(&mut state, &name_m, message.sender, index);
             } else if let Some(text) = message.payload.strip_prefix(b"t:") {
                 let text = String::from_utf8_lossy(text).into_owned();
                 say(format_args!(
@@ -216,10 +244,26 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
     Ok((group, shared))
 }
 
-fn burst(group: &Group, name: &str, count: u64, size: usize) -> Result<(), RuntimeError> {
+/// Sends `count` messages of `size` bytes: `b:`, then the sender's burst
+/// index (u64, little-endian), then zeros.
+fn burst(
+    group: &Group,
+    state: &Shared,
+    name: &str,
+    count: u64,
+    size: usize,
+) -> Result<(), RuntimeError> {
     let size = size.max(10);
+    // Not held while sending: the data plane takes this lock to deliver, and
+    // a send may wait for the data plane.
+    let first = {
+        let mut state = state.0.lock().unwrap_or_else(|e| e.into_inner());
+        let first = state.burst_next;
+        state.burst_next += count;
+        first
+    };
     let started = Instant::now();
-    for index in 0..count {
+    for index in first..first + count {
         group.send_with(size, |buf| {
             buf[..2].copy_from_slice(b"b:");
             buf[2..10].copy_from_slice(&index.to_le_bytes());
@@ -230,6 +274,32 @@ fn burst(group: &Group, name: &str, count: u64, size: usize) -> Result<(), Runti
         started.elapsed().as_micros()
     ));
     Ok(())
+}
+
+/// The burst index a payload carries, if it is a burst message.
+fn burst_index(payload: &[u8]) -> Option<u64> {
+    let bytes = payload.strip_prefix(b"b:")?.get(..8)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// A sender's burst messages must arrive in index order without gaps or
+/// repeats. The first one a member delivers from a sender may have any index
+/// (a joiner loaded the earlier ones as state).
+fn check_fifo(state: &mut GroupState, group: &str, sender: MemberId, index: u64) {
+    let last = state.burst_last.insert(sender, index);
+    let Some(last) = last else { return };
+    if index == last + 1 {
+        return;
+    }
+    state.fifo_errors += 1;
+    if state.fifo_errors <= FIFO_ERROR_LINES_MAX {
+        say(format_args!(
+            "FIFOERR {group} {} {} {} {index}",
+            state.view,
+            member(sender),
+            last + 1
+        ));
+    }
 }
 
 fn await_total(state: &Shared, count: u64, timeout: Duration) -> Result<(), RuntimeError> {

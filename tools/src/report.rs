@@ -7,12 +7,19 @@
 //! DVIEW <id> <member>...                    a domain view
 //! VIEW <group> <id> <members> <joined> <left> <failed>   (lists: a,b,c or -)
 //! TALLY <group> <view> <sender> <count> <digest>          per sender, at the end of a view
+//! OPEN <group> <view> <sender> <count> <digest>           the same, so far, for the current
+//!                                           view (`tally G`; the last line is TALLIED)
+//! TALLIED <group> <view> <total> <fifo_errors>            after the OPEN lines
+//! FIFOERR <group> <view> <sender> <expected> <got>        a burst message out of order:
+//!                                           duplicate, reordered or after a gap (burst
+//!                                           indices; at most 100 lines per group)
 //! MSG <group> <view> <sender> <text>        a text multicast (send G TEXT)
 //! LOADED <group> <total> <texts>            state loaded from a donor
 //! JOINED <group> | LEFT <group> | SENT <group> <count> <micros>
 //! REACHED <group> <count> <bursts> <micros>  total deliveries reached; burst messages
 //!                                           delivered, between the first and last of them
-//! STATS <key=value>...
+//! STATS <key=value>...                     (`stats`)
+//! STATSALL <every runtime counter, Rust debug format>   (`stats-all`, for diagnosis)
 //! STOPPED <reason> | ERROR <text> | BYE
 //! ```
 //! Members are printed as `node.incarnation`.
