@@ -37,15 +37,12 @@ use osiris_tools::cluster::Cluster;
 const GROUP: &str = "netns";
 const HOSTS: u8 = 4;
 const BURST: u64 = 3_000;
-/// Burst per member per lossy round. With the texts and the probe a round
-/// stays under half the core's send window (1,024), so a sender never has
-/// messages queued beyond its window: a burst larger than the window stalls
-/// for good when a receiver's last ack is lost (a core bug, reproduced by
-/// the ignored test `loss_with_bursts_beyond_the_send_window`).
+/// Burst per member per lossy round: under the core's send window (1,024).
+/// `loss_with_bursts_beyond_the_send_window` covers bursts larger than it.
 const LOSSY_BURST: u64 = 400;
 /// Rounds of the lossy run: a burst, single multicasts, a probe.
 const LOSSY_ROUNDS: usize = 10;
-/// Burst and rounds of the ignored test that shows the stall.
+/// Burst and rounds of the test with bursts beyond the send window.
 const STALL_BURST: u64 = 2_000;
 const STALL_ROUNDS: usize = 30;
 /// Single multicasts per member per lossy round: one small datagram each,
@@ -316,15 +313,14 @@ fn members_on_hosts_survive_kill_cut_and_loss() {
     println!("run 2 done at {:.2} s", started.elapsed().as_secs_f64());
 }
 
-/// Core bug (liveness): a sender whose queued messages exceed its send
-/// window waits for acks to advance its stable point; if a receiver's last
-/// ack is lost, nothing makes the receiver ack again (it holds nothing
-/// unstable: the sender's own ack entry advertises its queued `hi`), and the
-/// receivers' NAKs for the advertised but untransmitted range are dropped by
-/// the sender (`write_retransmit`: first > transmitted). The stream stalls
-/// for good. Fails in most runs; ignored until the core is fixed.
+/// Liveness under loss with bursts beyond the send window: a sender whose
+/// queued messages exceed its window waits for acks to advance; when a
+/// receiver's last ack is lost, that receiver (holding nothing it sees as
+/// unstable) never acks again, and only its NAK for the advertised range can
+/// move the window. The core counts a NAK as an ack since this test found the
+/// stall (it failed 3 runs of 3 before; scenario test
+/// `a_lost_last_ack_does_not_stall_a_sender_beyond_its_window` in the core).
 #[test]
-#[ignore = "core bug: a burst beyond the send window stalls when a final ack is lost"]
 fn loss_with_bursts_beyond_the_send_window() {
     if let Some(reason) = missing_prerequisite() {
         println!("SKIP: netns test: {reason}");
