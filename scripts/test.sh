@@ -36,7 +36,7 @@ cargo fmt --all -- --check
 log "lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-log "tests (unit, integration, property, fuzz-style, 1,000-seed simulator swarm, netns multicast)"
+log "tests (unit, integration, property, 1,000-seed simulator swarm, member processes, netns multicast, hostile input)"
 log_file=$(mktemp)
 trap 'rm -f "$log_file"' EXIT
 set +e
@@ -49,6 +49,9 @@ if [ "$status" -ne 0 ]; then
   tail -n 60 "$log_file" >&2
   exit 1
 fi
+
+log "osiris demo: member processes on loopback (the README's main command)"
+cargo run --release --quiet -p osiris-tools -- demo
 
 log "simulator: 5,000 seeds, all fault mixes, release build"
 cargo run --release --quiet -p osiris-sim -- --seeds 5000 | tail -n 3

@@ -8,6 +8,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 use osiris_core::{DomainView, StopReason};
 use osiris_transport::Waker;
 
@@ -70,7 +71,7 @@ impl NodeBuilder {
             free: ArrayQueue::new(self.config.submit_ring_len),
             control: control_tx,
             waker,
-            sleeping: AtomicBool::new(false),
+            sleeping: CachePadded::new(AtomicBool::new(false)),
             stopped: AtomicBool::new(false),
             payload_max: self.config.core.payload_max,
             send_timeout: self.config.send_timeout,

@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 use osiris_core::GroupId;
 use osiris_transport::Waker;
 
@@ -47,8 +48,10 @@ pub(crate) struct Shared {
     pub free: ArrayQueue<Vec<u8>>,
     pub control: mpsc::Sender<Control>,
     pub waker: Waker,
-    /// Set by the data plane just before it blocks.
-    pub sleeping: AtomicBool,
+    /// Set by the data plane just before it blocks. Read by every sender
+    /// after every push: on its own cache line, so the data plane's writes to
+    /// its neighbours do not bounce the line senders read.
+    pub sleeping: CachePadded<AtomicBool>,
     /// Set once the data plane has exited.
     pub stopped: AtomicBool,
     pub payload_max: usize,
