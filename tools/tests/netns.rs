@@ -258,10 +258,26 @@ impl Lab {
 
     /// Config and wrapper of the member on host `index + 1`.
     fn member(&self, index: usize, seed: Option<SocketAddr>) -> (String, Vec<String>) {
+        self.member_config(index, seed, false)
+    }
+
+    /// A member that finds the domain by multicast discovery: joiners get no
+    /// seed list at all (the founder's address is not passed on).
+    fn member_by_discovery(&self, index: usize, seed: Option<SocketAddr>) -> (String, Vec<String>) {
+        self.member_config(index, seed, true)
+    }
+
+    fn member_config(
+        &self,
+        index: usize,
+        seed: Option<SocketAddr>,
+        discovery: bool,
+    ) -> (String, Vec<String>) {
         let host = index as u8 + 1;
         let addr = self.host_addr(host);
         let mut config = format!("node = {host}\nbind = \"{addr}:0\"\n");
         match seed {
+            Some(_) if discovery => {}
             Some(seed) => config.push_str(&format!("seeds = [\"{seed}\"]\n")),
             None => config.push_str("bootstrap = true\n"),
         }
@@ -269,6 +285,9 @@ impl Lab {
             "datagram_len_max = {DATAGRAM_LEN_MAX}\n[multicast]\nbase = \"239.202.0.0\"\nport = {}\ninterface = \"{addr}\"\n",
             self.multicast_port()
         ));
+        if discovery {
+            config.push_str("discovery = \"239.202.255.250\"\n");
+        }
         let wrapper = ["ip", "netns", "exec", &self.host_namespace(host)];
         (
             config,
@@ -410,7 +429,8 @@ fn lossy(lab: &Lab, c: &mut Cluster, burst_len: u64, rounds: usize) -> Result<()
         lab.lose(host, LOSS_PERCENT)?;
     }
     let started = Instant::now();
-    let start = |index: usize, seed| lab.member(index, seed);
+    // These members find each other by multicast discovery, not seeds.
+    let start = |index: usize, seed| lab.member_by_discovery(index, seed);
     let mut g = form(c, usize::from(members), GROUP, &start)?;
     for round in 0..rounds {
         burst(c, &mut g, burst_len, PAYLOAD_LEN)?;

@@ -493,24 +493,18 @@ impl Engine {
         Ok(frames)
     }
 
-    /// Turns the core's destination into socket destinations.
+    /// Turns the core's destination into socket destinations. An address
+    /// the socket cannot send to (port 0, another address family, IPv6
+    /// multicast) is counted as unroutable, never handed to the transport.
     fn route(&mut self, dest: Dest, index: usize) {
         match dest {
-            Dest::Member(member) => match self.book.member(member) {
-                Some(address) => self
-                    .out
-                    .entries
-                    .push((Destination::Unicast(address), index)),
-                None => self.stats.unroutable += 1,
-            },
+            Dest::Member(member) => {
+                let address = self.book.member(member);
+                self.push_entry(address, index);
+            }
             Dest::Seed(seed) => {
-                match self.book.seed(usize::from(seed), &self.node.config().seeds) {
-                    Some(address) => self
-                        .out
-                        .entries
-                        .push((Destination::Unicast(address), index)),
-                    None => self.stats.unroutable += 1,
-                }
+                let address = self.book.seed(usize::from(seed), &self.node.config().seeds);
+                self.push_entry(address, index);
             }
             Dest::Group(group) => {
                 if let Some(address) = self.config.group_address(group) {
@@ -521,20 +515,17 @@ impl Engine {
                 }
                 let me = self.node.member_id();
                 for &member in self.node.group_members(group) {
-                    if member == me {
-                        continue;
-                    }
-                    match self.book.member(member) {
-                        Some(address) => {
-                            self.out
-                                .entries
-                                .push((Destination::Unicast(address), index));
-                        }
-                        None => self.stats.unroutable += 1,
+                    if member != me {
+                        let address = self.book.member(member);
+                        push_entry(&mut self.out, &mut self.stats, self.local, address, index);
                     }
                 }
             }
         }
+    }
+
+    fn push_entry(&mut self, address: Option<SocketAddr>, index: usize) {
+        push_entry(&mut self.out, &mut self.stats, self.local, address, index);
     }
 
     /// Hands the core's events to the handlers.
@@ -759,5 +750,28 @@ impl Engine {
         eprintln!(
             "osiris: warning: dropped {malformed} malformed frame(s) and {strangers} frame(s) from non-members"
         );
+    }
+}
+
+/// Adds one socket destination for a frame, or counts it unroutable.
+fn push_entry(
+    out: &mut Outgoing,
+    stats: &mut RuntimeStats,
+    local: SocketAddr,
+    address: Option<SocketAddr>,
+    index: usize,
+) {
+    let destination = match address {
+        Some(address) if address.port() == 0 || address.is_ipv4() != local.is_ipv4() => None,
+        Some(SocketAddr::V4(address)) if address.ip().is_multicast() => {
+            Some(Destination::Multicast(address))
+        }
+        Some(address) if address.ip().is_multicast() => None,
+        Some(address) => Some(Destination::Unicast(address)),
+        None => None,
+    };
+    match destination {
+        Some(destination) => out.entries.push((destination, index)),
+        None => stats.unroutable += 1,
     }
 }
