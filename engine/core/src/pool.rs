@@ -18,6 +18,21 @@ impl BufPool {
         buf
     }
 
+    /// An empty buffer (from the pool when it has one).
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        let buf = self.free.pop().unwrap_or_default();
+        debug_assert!(buf.is_empty());
+        buf
+    }
+
+    /// A buffer holding `tag` then a copy of `body` (a stored data message).
+    pub(crate) fn tagged(&mut self, tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut buf = self.take();
+        buf.push(tag);
+        buf.extend_from_slice(body);
+        buf
+    }
+
     pub(crate) fn put(&mut self, mut buf: Vec<u8>) {
         if self.free.len() < POOL_BUFFERS_MAX {
             buf.clear();

@@ -336,12 +336,13 @@ impl Node {
         let mut carried = Vec::new();
         for (group, local) in &self.groups {
             for stream in &local.streams {
-                for (seq, payload) in stream.unstable() {
+                for (seq, stored) in stream.unstable() {
                     carried.push(CarriedMsg {
                         group: *group,
                         sender: stream.sender,
                         seq,
-                        payload: payload.to_vec(),
+                        tag: stored[0],
+                        payload: stored[1..].to_vec(),
                     });
                 }
             }
@@ -956,17 +957,20 @@ impl Node {
             self.groups.insert(record.id, local);
             self.plan_transfer(record, proposal.view);
             self.release_deferred(record.id);
+            self.after_group_install(record.id);
         }
         for (group, local) in old_groups {
             local.release(&mut self.pool);
             self.emit(Queued::GroupLeft { group });
+            self.after_group_install(group);
         }
         self.prune_requests();
         self.last_commit = Some(proposal);
     }
 
     /// Deliver the ending epoch up to the cut, filling gaps from the carried
-    /// messages, and drop the rest.
+    /// messages, in the order rules of every kind (the unordered tail of the
+    /// total order by rank), and drop the rest.
     fn apply_cut(&mut self, group: GroupId, proposal: &Proposal) {
         let carry = self.config.inject_bug != Some(InjectedBug::FlushSkipsRetransmission);
         let deliver_anyway = self.config.inject_bug == Some(InjectedBug::DeliverBeforeStateLoad);
@@ -988,15 +992,17 @@ impl Node {
                     .iter()
                     .filter(|m| m.group == group && m.sender == sender && m.seq <= limit)
                 {
-                    stream.insert(message.seq, &message.payload, &mut self.pool, u64::MAX);
+                    let (seq, tag) = (message.seq, message.tag);
+                    stream.insert(seq, tag, &message.payload, &mut self.pool, u64::MAX);
                 }
             }
             limits.push(limit);
         }
         if has_state {
-            for (sender_index, limit) in limits.into_iter().enumerate() {
-                self.deliver_up_to(group, sender_index, limit);
-            }
+            // Every survivor holds the same messages up to the cut: the
+            // same trimming and the same order follow (docs/ordering.md).
+            super::ordering::trim_causal(local, &mut limits);
+            self.deliver_epoch(group, Some(&limits));
         }
     }
 

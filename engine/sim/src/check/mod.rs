@@ -155,7 +155,7 @@ pub fn check_all(history: &[Record], last: Option<&FinalSnapshot>) -> Vec<Violat
 /// Builders for synthetic histories in the checkers' unit tests.
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use osiris_core::{DomainView, GroupId, GroupView, MemberId, MemberInfo, ViewId};
+    use osiris_core::{DomainView, GroupId, GroupView, MemberId, MemberInfo, SendKind, ViewId};
 
     use crate::app::{encode_payload, GroupState};
     use crate::history::{fnv1a, MsgId, Record, RecordKind};
@@ -228,22 +228,32 @@ pub(crate) mod fixtures {
     }
 
     pub fn sent(time: u64, id: MsgId) -> Record {
+        sent_kind(time, id, SendKind::Fifo)
+    }
+
+    pub fn sent_kind(time: u64, id: MsgId, kind: SendKind) -> Record {
         let kind = RecordKind::Sent {
             group: GROUP,
             msg: id,
             payload_hash: fnv1a(&payload(id)),
             probe: false,
+            kind,
         };
         record(time, id.sender, kind)
     }
 
     pub fn delivered(time: u64, at: MemberId, id: MsgId) -> Record {
+        delivered_kind(time, at, id, SendKind::Fifo)
+    }
+
+    pub fn delivered_kind(time: u64, at: MemberId, id: MsgId, kind: SendKind) -> Record {
         let kind = RecordKind::Delivered {
             group: GROUP,
             sender: id.sender,
             msg: Some(id),
             payload_hash: fnv1a(&payload(id)),
             probe: false,
+            kind,
         };
         record(time, at, kind)
     }
