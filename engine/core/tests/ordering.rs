@@ -103,6 +103,28 @@ fn safe_send_waits_for_every_member_to_acknowledge() {
 }
 
 #[test]
+fn a_safe_quorum_delivers_without_the_slowest_member() {
+    let mut cluster = Cluster::with_config(3, |config| config.safe_quorum = Some(2));
+    cluster.run_for_ms(500);
+    let now = cluster.now;
+    let mut group = GroupId::DOMAIN;
+    for index in 0..3 {
+        group = cluster.node(index).join_group(now, "g").unwrap();
+    }
+    cluster.run_for_ms(500);
+    cluster.cut = Box::new(|from, _, _| from == 2);
+    let now = cluster.now;
+    cluster.node(0).safe_send(now, group, b"quorum").unwrap();
+    cluster.run_for_ms(30);
+    for index in 0..2 {
+        assert!(
+            position(&cluster, index, b"quorum").is_some(),
+            "node {index}"
+        );
+    }
+}
+
+#[test]
 fn flush_completes_once_earlier_sends_are_stable() {
     let (mut cluster, group) = formed(3, 3);
     cluster.cut = Box::new(|from, _, _| from == 2);

@@ -808,7 +808,7 @@ impl Node {
             });
         }
 
-        let (cut, carried) = self.flush_cut(promises, &groups);
+        let (cut, carried) = self.flush_cut(promises);
         Proposal {
             view: domain.view.id.next(),
             members,
@@ -823,28 +823,24 @@ impl Node {
     }
 
     /// Per group and sender of the ending epoch: the highest seq any promiser
-    /// received, and the messages some member that stays may lack.
+    /// received, and the messages some promiser (staying or leaving) may lack.
     fn flush_cut(
         &self,
         promises: &BTreeMap<MemberId, Promise>,
-        next_groups: &[GroupRecord],
     ) -> (Vec<(GroupId, AckEntry)>, Vec<CarriedMsg>) {
         let mut cut: BTreeMap<(GroupId, MemberId), u64> = BTreeMap::new();
-        // Lowest seq held by a member that stays in the group, per sender.
+        // Lowest seq held by any promiser in the group, per sender: members
+        // that leave get what they lack too, so that they deliver the epoch
+        // exactly as those that stay (same set, same total order).
         let mut floor: BTreeMap<(GroupId, MemberId), u64> = BTreeMap::new();
-        for (promiser, promise) in promises {
+        for promise in promises.values() {
             for digest in &promise.digests {
-                let stays = next_groups
-                    .iter()
-                    .any(|record| record.id == digest.group && record.members.contains(promiser));
                 for entry in &digest.received {
                     let key = (digest.group, entry.sender);
                     let hi = cut.entry(key).or_insert(0);
                     *hi = (*hi).max(entry.hi);
-                    if stays {
-                        let low = floor.entry(key).or_insert(u64::MAX);
-                        *low = (*low).min(entry.hi);
-                    }
+                    let low = floor.entry(key).or_insert(u64::MAX);
+                    *low = (*low).min(entry.hi);
                 }
             }
         }

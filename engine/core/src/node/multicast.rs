@@ -344,7 +344,11 @@ impl Node {
             }
             let ack_due = (local.ack_dirty && local.next_ack_at <= now)
                 || (local.has_unstable() && local.next_ack_refresh_at <= now);
-            if ack_due && local.view.members.len() > 1 {
+            // A wedged member acknowledges nothing more: its promise reported
+            // what it holds, and the cut is built from promises. An ack past
+            // the promise could let SafeSend deliver a message the flush then
+            // drops (uniform agreement).
+            if ack_due && !wedged && local.view.members.len() > 1 {
                 let header = Header {
                     sender: local.me(),
                     view,

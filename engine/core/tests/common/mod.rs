@@ -62,6 +62,11 @@ pub fn config(node: u32, nodes: u32) -> Config {
 
 impl Cluster {
     pub fn new(count: usize) -> Cluster {
+        Cluster::with_config(count, |_| {})
+    }
+
+    /// A cluster whose every node's config is first adjusted by `adjust`.
+    pub fn with_config(count: usize, adjust: impl Fn(&mut Config)) -> Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             now: Instant(1_000_000),
@@ -75,8 +80,9 @@ impl Cluster {
             buf: Vec::new(),
         };
         for index in 0..count {
-            let node =
-                Node::new(config(index as u32, count as u32), cluster.now).expect("valid config");
+            let mut config = config(index as u32, count as u32);
+            adjust(&mut config);
+            let node = Node::new(config, cluster.now).expect("valid config");
             cluster.nodes.push(Some(node));
         }
         cluster

@@ -24,6 +24,13 @@ const NAME: &str = "ordering";
 /// A group view of one group instance: (group, instance, view id).
 type ViewKey = (GroupId, u32, u64);
 
+/// One step of a member's group membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    View(ViewKey, bool),
+    Left(GroupId),
+}
+
 #[derive(Default)]
 struct Scan {
     /// Per member and group, the messages delivered in order.
@@ -32,8 +39,9 @@ struct Scan {
     causal: Vec<(u64, MsgId, MemberId, GroupId, usize)>,
     /// Per member and group, its current view.
     current: BTreeMap<(MemberId, GroupId), ViewKey>,
-    /// Per member, the views it installed and whether it held state then.
-    installed: BTreeMap<MemberId, Vec<(ViewKey, bool)>>,
+    /// Per member, in order, the views it installed (and whether it held
+    /// state then) and the groups it left.
+    installed: BTreeMap<MemberId, Vec<Step>>,
     /// Ordered and Safe deliveries: (time, member, group, msg, kind, view).
     total: Vec<(u64, MemberId, GroupId, MsgId, SendKind, ViewKey)>,
     /// Members that crashed, were excluded or were cut off (not a graceful end).
@@ -55,7 +63,7 @@ impl Scan {
                     scan.installed
                         .entry(at)
                         .or_default()
-                        .push((key, state.is_some()));
+                        .push(Step::View(key, state.is_some()));
                 }
                 RecordKind::Delivered {
                     group,
@@ -81,6 +89,10 @@ impl Scan {
                 }
                 RecordKind::GroupLeft { group } => {
                     scan.left.insert((at, *group));
+                    scan.installed
+                        .entry(at)
+                        .or_default()
+                        .push(Step::Left(*group));
                 }
                 RecordKind::Crashed
                 | RecordKind::Stopped(StopReason::Disconnected | StopReason::Excluded) => {
@@ -95,14 +107,30 @@ impl Scan {
         scan
     }
 
-    /// Whether `member` outlived group view `view` (see the module doc).
+    /// What `member` did next in the group after installing `view`: its
+    /// next view of the same instance (`Some(true)`), or leaving, or a view
+    /// of another instance (`Some(false)`); None if nothing.
+    fn next_step(&self, member: MemberId, view: ViewKey) -> Option<bool> {
+        let steps = self.installed.get(&member)?;
+        let at = steps
+            .iter()
+            .position(|step| matches!(step, Step::View(key, _) if *key == view))?;
+        steps[at + 1..].iter().find_map(|step| match *step {
+            Step::View((group, instance, id), _) if group == view.0 => {
+                Some(instance == view.1 && id > view.2)
+            }
+            Step::Left(group) if group == view.0 => Some(false),
+            _ => None,
+        })
+    }
+
+    /// Whether `member` outlived group view `view` for the total order (see
+    /// the module doc): a later view, a graceful leave (its promise carried
+    /// what it had), or alive at the end.
     fn survived(&self, member: MemberId, view: ViewKey) -> bool {
-        let later = self.installed.get(&member).is_some_and(|views| {
-            views.iter().any(|((group, instance, id), _)| {
-                (*group, *instance) == (view.0, view.1) && *id > view.2
-            })
-        });
-        later || self.left.contains(&(member, view.0)) || !self.ended.contains(&member)
+        self.next_step(member, view) == Some(true)
+            || self.left.contains(&(member, view.0))
+            || !self.ended.contains(&member)
     }
 }
 
@@ -198,14 +226,17 @@ fn check_uniform(scan: &Scan, violations: &mut Vec<Violation>) {
             first.entry(*msg).or_insert((*time, *member));
         }
     }
-    for (member, views) in &scan.installed {
-        for (view, had_state) in views {
+    for (member, steps) in &scan.installed {
+        for step in steps {
+            let Step::View(view, had_state) = step else {
+                continue;
+            };
             let Some(messages) = safe.get(view) else {
                 continue;
             };
-            let survived = views.iter().any(|((group, instance, id), _)| {
-                (*group, *instance) == (view.0, view.1) && *id > view.2
-            });
+            // It survived v if the next thing it did in the group was to
+            // install the next view (not to leave, crash or be excluded).
+            let survived = scan.next_step(*member, *view) == Some(true);
             if !had_state || !survived {
                 continue;
             }
