@@ -276,7 +276,9 @@ impl Node {
                     earliest = earliest.min(due);
                 }
             }
-            if local.ack_dirty {
+            if self.acceptor.wedged {
+                // No acks while wedged (see `poll_data`): nothing falls due.
+            } else if local.ack_dirty {
                 earliest = earliest.min(local.next_ack_at);
             } else if local.has_unstable() {
                 earliest = earliest.min(local.next_ack_refresh_at);
