@@ -94,3 +94,17 @@ fn leaving_and_rejoining_is_not_surviving() {
         assert_clean(seed, &RunOptions::default(), "safe, leave and rejoin");
     }
 }
+
+/// A member cut off during the view change (it never promised) learned the
+/// commit that excluded it after the heal and delivered the flush anyway,
+/// ordering the unordered tail without the announcements the survivors had:
+/// two Safe messages in the other order. Excluded members deliver nothing of
+/// the flush now.
+#[test]
+fn an_excluded_member_delivers_nothing_of_the_flush() {
+    assert_clean(
+        6910,
+        &RunOptions::default(),
+        "safe, excluded member's flush",
+    );
+}

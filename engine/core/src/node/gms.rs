@@ -871,7 +871,11 @@ impl Node {
 
     pub(super) fn install(&mut self, now: Instant, proposal: Proposal) {
         let contains_me = proposal.members.iter().any(|info| info.id == self.me);
-        if self.domain.is_some() {
+        // An excluded member delivers nothing of the flush: it may not have
+        // promised, so it may lack what the cut was built from (announcements
+        // of the total order), and its incarnation is over anyway. A member
+        // that leaves promised and delivers like the survivors.
+        if self.domain.is_some() && (contains_me || self.leave_requested) {
             let groups: Vec<GroupId> = self.groups.keys().copied().collect();
             for group in groups {
                 self.apply_cut(group, &proposal);
