@@ -17,6 +17,8 @@ const STEP: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Throughput {
+    /// `send`, `causal`, `ordered` or `safe`.
+    pub kind: &'static str,
     pub members: u32,
     pub senders: u32,
     pub size: usize,
@@ -42,14 +44,15 @@ impl Rate {
 
 pub fn throughput(spec: Throughput) -> Result<(), RuntimeError> {
     let spec = Throughput {
+        kind: spec.kind,
         members: spec.members.max(2),
         senders: spec.senders.clamp(1, spec.members.max(2)),
         size: spec.size.max(10),
         count: spec.count.max(1),
     };
     println!(
-        "bench throughput: kind send, {} B messages, {} members, {} sender(s), {} messages per sender",
-        spec.size, spec.members, spec.senders, spec.count
+        "bench throughput: kind {}, {} B messages, {} members, {} sender(s), {} messages per sender",
+        spec.kind, spec.size, spec.members, spec.senders, spec.count
     );
     let raw = raw_baseline(spec).map_err(RuntimeError::Config)?;
     let osiris = osiris_run(spec).map_err(RuntimeError::Config)?;

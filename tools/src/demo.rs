@@ -65,26 +65,71 @@ fn script(c: &mut Cluster, members: u32, burst: u32) -> Result<(), String> {
         wait_view_size(c, index, members as usize)?;
     }
 
-    narrate("Send (FIFO, view-synchronous): each member multicasts one line.");
-    for index in 0..c.members.len() {
-        c.command(index, &format!("send {GROUP} hello from {}", letter(index)))?;
+    let order = round(c, "send", "hello")?;
+    narrate(&format!(
+        "Send (FIFO): each member multicast a line; all delivered all {} (A's order: {}; FIFO orders each sender only).",
+        c.members.len(),
+        order[0].join(", ")
+    ));
+    let order = round(c, "causal", "reply")?;
+    narrate(&format!(
+        "CausalSend: each member multicast a line; each is delivered after what its sender had delivered (A's order: {}).",
+        order[0].join(", ")
+    ));
+    let order = round(c, "ordered", "bid")?;
+    let same = order.iter().all(|seen| *seen == order[0]);
+    narrate(&format!(
+        "OrderedSend: each member multicast a bid at once; every member delivered them in {} order: {}.",
+        if same { "the same" } else { "DIFFERENT" },
+        order[0].join(", ")
+    ));
+    if !same {
+        return Err(format!(
+            "OrderedSend delivered in different orders: {order:?}"
+        ));
     }
-    for index in 0..c.members.len() {
-        for _ in 0..c.members.len() {
-            c.wait_for(index, "MSG", STEP)?;
-        }
+    let order = round(c, "safe", "trade")?;
+    let same = order.iter().all(|seen| *seen == order[0]);
+    narrate(&format!(
+        "SafeSend: each member multicast a trade; delivered only once every member held it, in {} order: {}.",
+        if same { "the same" } else { "DIFFERENT" },
+        order[0].join(", ")
+    ));
+    if !same {
+        return Err(format!("SafeSend delivered in different orders: {order:?}"));
     }
-    let order: Vec<String> = c.members[0]
+    c.command(0, &format!("flush {GROUP}"))?;
+    c.wait_for(0, "FLUSHED", STEP)?;
+    narrate("Flush: A's flush returned: all its earlier multicasts are stable at every member.");
+    let asker = c.members.len() - 1;
+    c.command(asker, &format!("query {GROUP} how many messages"))?;
+    let done = c.wait_for(asker, "QDONE", STEP)?;
+    let replies: Vec<String> = c.members[asker]
         .lines
         .iter()
-        .filter(|line| line.starts_with("MSG") && line.contains("hello"))
-        .map(|line| line.rsplit(' ').next().unwrap_or("").to_owned())
+        .filter(|line| line.starts_with("QREPLY"))
+        .map(|line| {
+            let words: Vec<&str> = line.splitn(4, ' ').collect();
+            let node: usize = words[2]
+                .split('.')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            format!(
+                "{}: {}",
+                letter(node.saturating_sub(1)),
+                words.get(3).unwrap_or(&"")
+            )
+        })
         .collect();
     narrate(&format!(
-        "  every member delivered all {} lines (A saw them in the order {}).",
-        c.members.len(),
-        order.join(", ")
+        "Query: {} asked every member (in total order); {} replies:",
+        letter(asker),
+        done.split_whitespace().nth(2).unwrap_or("?")
     ));
+    for reply in replies {
+        narrate(&format!("    {reply}"));
+    }
 
     narrate(&format!(
         "Burst: every member multicasts {burst} messages of 64 bytes at once."
@@ -168,6 +213,31 @@ fn script(c: &mut Cluster, members: u32, burst: u32) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// Every member multicasts `<label> from <X>` with the command `verb`;
+/// waits until every member delivered all of them and returns, per member,
+/// the senders' letters in delivery order.
+fn round(c: &mut Cluster, verb: &str, label: &str) -> Result<Vec<Vec<String>>, String> {
+    let count = c.members.len();
+    for index in 0..count {
+        c.command(
+            index,
+            &format!("{verb} {GROUP} {label} from {}", letter(index)),
+        )?;
+    }
+    let mut orders = Vec::new();
+    for index in 0..count {
+        let mut order = Vec::new();
+        while order.len() < count {
+            let line = c.wait_for(index, "MSG", STEP)?;
+            if line.contains(&format!("{label} from ")) {
+                order.push(line.rsplit(' ').next().unwrap_or("").to_owned());
+            }
+        }
+        orders.push(order);
+    }
+    Ok(orders)
 }
 
 fn wait_view_size(c: &mut Cluster, index: usize, size: usize) -> Result<(), String> {

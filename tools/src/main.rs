@@ -49,6 +49,9 @@ enum BenchCommand {
     /// Delivered messages per second between member processes on loopback,
     /// beside raw UDP (sendmmsg/recvmmsg) measured in the same run.
     Throughput {
+        /// Send kind.
+        #[arg(long, default_value = "send", value_parser = ["send", "causal", "ordered", "safe"])]
+        kind: String,
         #[arg(long, default_value_t = 3)]
         members: u32,
         #[arg(long, default_value_t = 1)]
@@ -68,11 +71,18 @@ fn main() -> ExitCode {
         Command::Demo { members, burst } => demo::run(members, burst),
         Command::Node { config } => member::run(&config),
         Command::Bench(BenchCommand::Throughput {
+            kind,
             members,
             senders,
             size,
             count,
         }) => bench::throughput(bench::Throughput {
+            kind: match kind.as_str() {
+                "causal" => "causal",
+                "ordered" => "ordered",
+                "safe" => "safe",
+                _ => "send",
+            },
             members,
             senders,
             size,

@@ -11,7 +11,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use osiris_core::MemberId;
-use osiris_runtime::{Group, Node, NodeBuilder, RuntimeConfig, RuntimeError};
+use osiris_runtime::{
+    Group, Node, NodeBuilder, QueryOrder, QuerySpec, QueryTarget, RuntimeConfig, RuntimeError,
+    SendKind,
+};
 
 use osiris_tools::report::{chain, member, members};
 
@@ -92,13 +95,46 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                 groups.insert((*name).to_owned(), joined);
                 say(format_args!("JOINED {name}"));
             }),
-            ["send", name, ..] => with_group(&groups, name, |group, _| {
-                let text = line.splitn(3, ' ').nth(2).unwrap_or("");
-                group.send(format!("t:{text}").as_bytes())
+            [verb @ ("send" | "causal" | "ordered" | "safe"), name, ..] => {
+                with_group(&groups, name, |group, _| {
+                    let text = line.splitn(3, ' ').nth(2).unwrap_or("");
+                    group.send_kind(kind_of(verb), format!("t:{text}").as_bytes())
+                })
+            }
+            ["burst", name, count, size, rest @ ..] => {
+                with_group(&groups, name, |group, state| {
+                    let count = count.parse().unwrap_or(0);
+                    let kind = kind_of(rest.first().copied().unwrap_or("send"));
+                    burst(group, state, name, count, size.parse().unwrap_or(64), kind)
+                })
+            }
+            ["flush", name] => with_group(&groups, name, |group, _| {
+                group.flush()?;
+                say(format_args!("FLUSHED {name}"));
+                Ok(())
             }),
-            ["burst", name, count, size] => with_group(&groups, name, |group, state| {
-                let count = count.parse().unwrap_or(0);
-                burst(group, state, name, count, size.parse().unwrap_or(64))
+            ["query", name, ..] => with_group(&groups, name, |group, _| {
+                let text = line.splitn(3, ' ').nth(2).unwrap_or("");
+                let spec = QuerySpec {
+                    target: QueryTarget::All,
+                    order: QueryOrder::Total,
+                    timeout: Duration::from_secs(2),
+                };
+                let result = group.query(spec, text.as_bytes())?;
+                for (from, reply) in &result.replies {
+                    say(format_args!(
+                        "QREPLY {name} {} {}",
+                        member(*from),
+                        String::from_utf8_lossy(reply)
+                    ));
+                }
+                say(format_args!(
+                    "QDONE {name} {} {} {}",
+                    result.replies.len(),
+                    members(&result.failed),
+                    result.timed_out
+                ));
+                Ok(())
             }),
             ["await", name, count] => with_group(&groups, name, |_, state| {
                 let count: u64 = count.parse().unwrap_or(0);
@@ -179,6 +215,7 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
     let on_view = Arc::clone(&shared);
     let on_message = Arc::clone(&shared);
     let on_checkpoint = Arc::clone(&shared);
+    let on_query = Arc::clone(&shared);
     let on_load = Arc::clone(&shared);
     let (name_v, name_m, name_l) = (group_name.clone(), group_name.clone(), group_name.clone());
     let group = node
@@ -227,6 +264,20 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
             }
             changed.notify_all();
         })
+        .on_query(move |request| {
+            // The replicated state answers: how much this member has seen.
+            let state = on_query.0.lock().unwrap_or_else(|e| e.into_inner());
+            Some(
+                format!(
+                    "{} deliveries, {} texts (asked '{}' by {})",
+                    state.total,
+                    state.texts.len(),
+                    String::from_utf8_lossy(request.payload),
+                    member(request.from),
+                )
+                .into_bytes(),
+            )
+        })
         .on_checkpoint(move || {
             let state = on_checkpoint.0.lock().unwrap_or_else(|e| e.into_inner());
             state.checkpoint()
@@ -246,12 +297,23 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
 
 /// Sends `count` messages of `size` bytes: `b:`, then the sender's burst
 /// index (u64, little-endian), then zeros.
+/// The send kind a command word names (`send` is FIFO).
+fn kind_of(word: &str) -> SendKind {
+    match word {
+        "causal" => SendKind::Causal,
+        "ordered" => SendKind::Ordered,
+        "safe" => SendKind::Safe,
+        _ => SendKind::Fifo,
+    }
+}
+
 fn burst(
     group: &Group,
     state: &Shared,
     name: &str,
     count: u64,
     size: usize,
+    kind: SendKind,
 ) -> Result<(), RuntimeError> {
     let size = size.max(10);
     // Not held while sending: the data plane takes this lock to deliver, and
@@ -264,7 +326,7 @@ fn burst(
     };
     let started = Instant::now();
     for index in first..first + count {
-        group.send_with(size, |buf| {
+        group.send_kind_with(kind, size, |buf| {
             buf[..2].copy_from_slice(b"b:");
             buf[2..10].copy_from_slice(&index.to_le_bytes());
         })?;

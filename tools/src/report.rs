@@ -13,13 +13,16 @@
 //! FIFOERR <group> <view> <sender> <expected> <got>        a burst message out of order:
 //!                                           duplicate, reordered or after a gap (burst
 //!                                           indices; at most 100 lines per group)
-//! MSG <group> <view> <sender> <text>        a text multicast (send G TEXT)
+//! MSG <group> <view> <sender> <text>        a text multicast (`send|causal|ordered|safe G TEXT`)
 //! LOADED <group> <total> <texts>            state loaded from a donor
 //! JOINED <group> | LEFT <group> | SENT <group> <count> <micros>
 //! REACHED <group> <count> <bursts> <micros>  total deliveries reached; burst messages
 //!                                           delivered, between the first and last of them
 //! STATS <key=value>...                     (`stats`)
 //! STATSALL <every runtime counter, Rust debug format>   (`stats-all`, for diagnosis)
+//! FLUSHED <group>                           `flush G` returned: earlier multicasts stable
+//! QREPLY <group> <member> <text>            a reply to `query G TEXT` (All, total order)
+//! QDONE <group> <replies> <failed> <timed_out>
 //! STOPPED <reason> | ERROR <text> | BYE
 //! ```
 //! Members are printed as `node.incarnation`.

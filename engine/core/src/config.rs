@@ -14,6 +14,14 @@ pub enum InjectedBug {
     FlushSkipsRetransmission,
     /// A joiner delivers new-view messages before it loaded the state.
     DeliverBeforeStateLoad,
+    /// CausalSend delivers without waiting for the causal predecessors.
+    CausalIgnoresDeps,
+    /// OrderedSend and SafeSend deliver on receipt, ignoring the sequencer.
+    OrderedIgnoresSequencer,
+    /// SafeSend delivers in order but without waiting for the acknowledgements.
+    SafeSkipsAcks,
+    /// A query never reports `QueryFailed` for a responder that left.
+    QueryForgetsFailed,
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +60,10 @@ pub struct Config {
     pub send_queue_max: usize,
     /// Bytes per state-transfer chunk.
     pub state_chunk_bytes: usize,
+    /// Acknowledgements a SafeSend message needs before delivery: None =
+    /// every member of the view (uniform as long as one member survives);
+    /// Some(k) = any k members (uniform only if one of those k survives).
+    pub safe_quorum: Option<u32>,
     /// Rejoin as a new incarnation on learning of an exclusion (else stop).
     pub rejoin_on_exclusion: bool,
     /// Seed for the core's only randomness: retry jitter.
@@ -84,6 +96,7 @@ impl Config {
             send_window: 1024,
             send_queue_max: 4096,
             state_chunk_bytes: 16 * 1024,
+            safe_quorum: None,
             rejoin_on_exclusion: true,
             seed: 0,
             inject_bug: None,
@@ -116,6 +129,9 @@ impl Config {
                 "payload_max",
                 "a payload must fit one frame with its header",
             );
+        }
+        if self.safe_quorum == Some(0) {
+            return invalid("safe_quorum", "must be positive");
         }
         if self.send_window == 0 {
             return invalid("send_window", "must be positive");

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::id::GroupId;
+use crate::id::{GroupId, MemberId};
+use crate::kinds::QueryRef;
 
 /// What the application did wrong, or why the node cannot do it now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,12 @@ pub enum Error {
     NoCheckpointRequested(GroupId),
     /// The checkpoint is larger than `STATE_BYTES_MAX`.
     CheckpointTooLarge { len: usize, max: usize },
+    /// `send_to` a member that is not in the group's current view.
+    NotAMember { group: GroupId, member: MemberId },
+    /// `reply` to a query this node did not receive, or answered already.
+    UnknownQuery(QueryRef),
+    /// A query spec that cannot work (`K(0)`, or more targets than the wire holds).
+    InvalidQuery(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -51,6 +58,15 @@ impl fmt::Display for Error {
             Error::CheckpointTooLarge { len, max } => {
                 write!(f, "checkpoint of {len} bytes exceeds {max}")
             }
+            Error::NotAMember { group, member } => {
+                write!(f, "{member} is not a member of group {:#x}", group.0)
+            }
+            Error::UnknownQuery(query) => write!(
+                f,
+                "no outstanding query {} from {} in group {:#x}",
+                query.id.0, query.caller, query.group.0
+            ),
+            Error::InvalidQuery(why) => write!(f, "invalid query: {why}"),
         }
     }
 }

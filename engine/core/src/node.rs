@@ -12,14 +12,19 @@ mod detector;
 mod gms;
 mod group;
 mod multicast;
+mod ordering;
+mod query;
 mod stream;
 mod transfer;
+
+pub use self::query::QUERY_TARGETS_MAX;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::config::Config;
 use crate::error::{ConfigError, Error};
 use crate::id::{GroupId, MemberId, ViewId};
+use crate::kinds::{FlushId, QueryId, QueryRef, SendKind};
 use crate::pool::BufPool;
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -28,6 +33,7 @@ use crate::wire::{Frame, FrameWriter, Header, Msg, GROUP_NAME_MAX};
 
 use self::gms::{Acceptor, DomainState, LeaderRun, Pending};
 use self::group::LocalGroup;
+use self::query::{Outstanding, PendingFlush};
 
 /// Where a frame goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,12 +79,49 @@ pub enum Status {
 pub enum Event<'a> {
     DomainView(DomainView),
     GroupView(GroupView),
-    /// A multicast delivered in the current group view. The payload is valid
-    /// until the next `poll_event`.
+    /// A multicast delivered in the current group view, with the ordering
+    /// it was sent with. The payload is valid until the next `poll_event`.
     Delivered {
         group: GroupId,
         sender: MemberId,
+        kind: SendKind,
         payload: &'a [u8],
+    },
+    /// A point-to-point message (`send_to`) for this member; reliable and
+    /// FIFO with the sender's multicasts.
+    P2p {
+        group: GroupId,
+        sender: MemberId,
+        payload: &'a [u8],
+    },
+    /// Every multicast this node sent in the group before `flush` is stable.
+    Flushed {
+        group: GroupId,
+        id: FlushId,
+    },
+    /// A query naming this member: answer with `Node::reply(query, ..)`.
+    QueryRequest {
+        group: GroupId,
+        from: MemberId,
+        query: QueryRef,
+        payload: &'a [u8],
+    },
+    /// A responder's answer to this node's query.
+    QueryReply {
+        id: QueryId,
+        from: MemberId,
+        payload: &'a [u8],
+    },
+    /// A responder left the view before answering.
+    QueryFailed {
+        id: QueryId,
+        member: MemberId,
+    },
+    /// The query is over: every responder answered or failed, or (`timed_out`)
+    /// its timeout passed first. Nothing more comes for it.
+    QueryDone {
+        id: QueryId,
+        timed_out: bool,
     },
     /// Produce the group's state now: it is the state at the view boundary.
     /// Call `provide_checkpoint` before the next `poll_event` (which returns
@@ -129,7 +172,36 @@ enum Queued {
     Delivered {
         group: GroupId,
         sender: MemberId,
+        kind: SendKind,
         buf: Vec<u8>,
+    },
+    P2p {
+        group: GroupId,
+        sender: MemberId,
+        buf: Vec<u8>,
+    },
+    Flushed {
+        group: GroupId,
+        id: FlushId,
+    },
+    QueryRequest {
+        group: GroupId,
+        from: MemberId,
+        query: QueryRef,
+        buf: Vec<u8>,
+    },
+    QueryReply {
+        id: QueryId,
+        from: MemberId,
+        buf: Vec<u8>,
+    },
+    QueryFailed {
+        id: QueryId,
+        member: MemberId,
+    },
+    QueryDone {
+        id: QueryId,
+        timed_out: bool,
     },
     CheckpointRequested {
         group: GroupId,
@@ -206,6 +278,17 @@ pub struct Node {
     /// After leaving: the commit that removed this node, repeated for a while
     /// so the members that stay learn it even if this node led the change.
     linger: Option<Linger>,
+
+    /// Flushes not yet complete, in call order.
+    flushes: Vec<PendingFlush>,
+    next_flush_id: u64,
+    /// Queries this node asked that are not done.
+    queries: BTreeMap<QueryId, Outstanding>,
+    next_query_id: u64,
+    /// Rotation point for `QueryTarget::One` and `K`.
+    query_cursor: u64,
+    /// Queries delivered to this node and not yet answered.
+    inbox: BTreeSet<QueryRef>,
 }
 
 #[derive(Debug)]
@@ -254,6 +337,12 @@ impl Node {
             current_event_buf: None,
             awaiting_checkpoint: None,
             linger: None,
+            flushes: Vec::new(),
+            next_flush_id: 0,
+            queries: BTreeMap::new(),
+            next_query_id: 0,
+            query_cursor: 0,
+            inbox: BTreeSet::new(),
             config,
         };
         if node.config.bootstrap {
@@ -346,6 +435,7 @@ impl Node {
         self.request_tick(now);
         self.multicast_tick(now);
         self.transfer_tick(now);
+        self.query_tick(now);
         self.settle(now);
     }
 
@@ -430,19 +520,11 @@ impl Node {
         Ok(())
     }
 
-    /// FIFO multicast to every member of the group's current view.
+    /// FIFO multicast to every member of the group's current view (Send).
+    /// The other kinds: `causal_send`, `ordered_send`, `safe_send`,
+    /// `send_kind`, `send_to`, `query` (in `node/query.rs`).
     pub fn send(&mut self, now: Instant, group: GroupId, payload: &[u8]) -> Result<(), Error> {
-        self.check_running()?;
-        if payload.len() > self.config.payload_max {
-            return Err(Error::PayloadTooLarge {
-                len: payload.len(),
-                max: self.config.payload_max,
-            });
-        }
-        // Every command takes the time (one calling convention); sending needs
-        // none today.
-        let _ = now;
-        self.multicast_send(group, payload)
+        self.send_kind(now, group, SendKind::Fifo, payload)
     }
 
     /// Answer the outstanding `CheckpointRequested` for the group.
@@ -540,14 +622,49 @@ impl Node {
         Some(match queued {
             Queued::DomainView(view) => Event::DomainView(view),
             Queued::GroupView(view) => Event::GroupView(view),
-            Queued::Delivered { group, sender, buf } => {
+            Queued::Delivered {
+                group,
+                sender,
+                kind,
+                buf,
+            } => {
                 let payload = self.current_event_buf.insert(buf);
                 Event::Delivered {
+                    group,
+                    sender,
+                    kind,
+                    payload,
+                }
+            }
+            Queued::P2p { group, sender, buf } => {
+                let payload = self.current_event_buf.insert(buf);
+                Event::P2p {
                     group,
                     sender,
                     payload,
                 }
             }
+            Queued::Flushed { group, id } => Event::Flushed { group, id },
+            Queued::QueryRequest {
+                group,
+                from,
+                query,
+                buf,
+            } => {
+                let payload = self.current_event_buf.insert(buf);
+                Event::QueryRequest {
+                    group,
+                    from,
+                    query,
+                    payload,
+                }
+            }
+            Queued::QueryReply { id, from, buf } => {
+                let payload = self.current_event_buf.insert(buf);
+                Event::QueryReply { id, from, payload }
+            }
+            Queued::QueryFailed { id, member } => Event::QueryFailed { id, member },
+            Queued::QueryDone { id, timed_out } => Event::QueryDone { id, timed_out },
             Queued::CheckpointRequested {
                 group,
                 view_id,
@@ -580,6 +697,7 @@ impl Node {
             earliest = earliest.min(self.detector_deadline());
             earliest = earliest.min(self.multicast_deadline());
             earliest = earliest.min(self.transfer_deadline());
+            earliest = earliest.min(self.query_deadline());
             if let Some(run) = &self.leader {
                 earliest = earliest.min(run.deadline.min(run.resend_at));
             } else if self.leader_has_work() {
@@ -686,6 +804,7 @@ impl Node {
         for (_, local) in groups {
             local.release(&mut self.pool);
         }
+        self.forget_requests();
         self.domain = None;
         self.last_commit = None;
         self.acceptor = Acceptor::default();
@@ -739,11 +858,19 @@ impl Node {
             match msg {
                 Msg::Data { payload } => {
                     if is_member {
-                        self.on_data(now, &header, header.seq + data_index, payload);
+                        let seq = header.seq + data_index;
+                        self.on_data(now, &header, seq, crate::wire::data_tag::FIFO, payload);
+                    }
+                    data_index += 1;
+                }
+                Msg::Typed { tag, body } => {
+                    if is_member {
+                        self.on_data(now, &header, header.seq + data_index, tag, body);
                     }
                     data_index += 1;
                 }
                 Msg::Ack { entries } if is_member => self.on_ack(now, &header, entries),
+                Msg::AckWanted if is_member => self.on_ack_wanted(&header),
                 Msg::Nak { sender, from, to } if is_member => {
                     self.on_nak(&header, sender, from, to)
                 }
@@ -762,6 +889,7 @@ impl Node {
                     next,
                 } if is_member => self.on_state_ack(now, &header, group, transfer, next),
                 Msg::Ack { .. }
+                | Msg::AckWanted
                 | Msg::Nak { .. }
                 | Msg::StateChunk { .. }
                 | Msg::StateAck { .. } => {}

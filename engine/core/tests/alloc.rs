@@ -1,6 +1,7 @@
 //! The steady-state per-message path of the core allocates nothing: three
-//! members multicast, ack, reach stability and collect garbage while a
-//! counting allocator watches every call into `Node`.
+//! members multicast (FIFO, and causal, ordered and safe with the
+//! sequencer's announcements), ack, reach stability and collect garbage
+//! while a counting allocator watches every call into `Node`.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::Cluster;
-use osiris_core::{Dest, Instant, Node};
+use osiris_core::{Dest, Instant, Node, SendKind};
 
 struct Counting;
 
@@ -79,10 +80,12 @@ fn round(
     now: Instant,
     group: osiris_core::GroupId,
     payload: &[u8],
+    kinds: &[SendKind],
 ) -> u64 {
     for sender in nodes.iter_mut().take(2) {
-        for _ in 0..8 {
-            counted(|| sender.send(now, group, payload)).expect("window open");
+        for i in 0..8 {
+            let kind = kinds[i % kinds.len()];
+            counted(|| sender.send_kind(now, group, kind, payload)).expect("window open");
         }
     }
     let mut delivered = 0;
@@ -130,8 +133,9 @@ fn round(
     delivered
 }
 
-#[test]
-fn steady_state_multicast_allocates_nothing() {
+/// Warm up, then count allocations over 2,000 rounds of 16 messages of
+/// `kinds` (in turn); returns the deliveries and the allocations counted.
+fn steady_state(kinds: &[SendKind]) -> (u64, u64) {
     let mut cluster = Cluster::new(3);
     cluster.run_for_ms(500);
     let now = cluster.now;
@@ -155,24 +159,54 @@ fn steady_state_multicast_allocates_nothing() {
     let mut warm_delivered = 0;
     for _ in 0..500 {
         now = Instant(now.0 + step_ns);
-        warm_delivered += round(&mut nodes, &mut wire, now, group, &payload);
+        warm_delivered += round(&mut nodes, &mut wire, now, group, &payload, kinds);
     }
-    assert_eq!(
-        warm_delivered,
-        500 * 16 * 3,
-        "warm-up delivers everything to all three"
+    // Ordered and safe messages wait for the sequencer and the acks: a few
+    // rounds' worth are still on their way.
+    assert!(
+        warm_delivered + 20 * 16 * 3 >= 500 * 16 * 3,
+        "warm-up delivers (nearly) everything to all three"
     );
 
     ALLOCATIONS.store(0, Ordering::Relaxed);
     let mut delivered = 0;
     for _ in 0..2_000 {
         now = Instant(now.0 + step_ns);
-        delivered += round(&mut nodes, &mut wire, now, group, &payload);
+        delivered += round(&mut nodes, &mut wire, now, group, &payload, kinds);
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    (delivered, ALLOCATIONS.load(Ordering::Relaxed))
+}
+
+#[test]
+fn steady_state_multicast_allocates_nothing() {
+    let (delivered, allocations) = steady_state(&[SendKind::Fifo]);
     assert_eq!(delivered, 2_000 * 16 * 3);
     assert_eq!(
         allocations, 0,
         "{allocations} allocations over {delivered} deliveries"
     );
+}
+
+#[test]
+fn steady_state_ordered_and_safe_allocate_nothing() {
+    for kinds in [
+        &[SendKind::Ordered][..],
+        &[SendKind::Safe],
+        &[
+            SendKind::Fifo,
+            SendKind::Causal,
+            SendKind::Ordered,
+            SendKind::Safe,
+        ],
+    ] {
+        let (delivered, allocations) = steady_state(kinds);
+        assert!(
+            delivered + 20 * 16 * 3 >= 2_000 * 16 * 3,
+            "{kinds:?}: {delivered}"
+        );
+        assert_eq!(
+            allocations, 0,
+            "{kinds:?}: {allocations} allocations over {delivered} deliveries"
+        );
+    }
 }

@@ -149,5 +149,5 @@ fn hostile_frames_are_counted_and_change_nothing() {
     cluster.run_for_ms(50);
     assert!(cluster.seen[0]
         .iter()
-        .any(|seen| matches!(seen, Seen::Delivered(_, _, payload) if payload == b"still here")));
+        .any(|seen| matches!(seen, Seen::Delivered(_, _, payload, _) if payload == b"still here")));
 }

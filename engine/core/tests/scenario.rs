@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Cluster, Seen};
+use common::{formed, Cluster, Seen};
 use osiris_core::{GroupId, Status};
 
 #[test]
@@ -49,22 +49,10 @@ fn delivered(cluster: &Cluster, index: usize) -> Vec<(GroupId, osiris_core::Memb
     cluster.seen[index]
         .iter()
         .filter_map(|seen| match seen {
-            Seen::Delivered(group, sender, payload) => Some((*group, *sender, payload.clone())),
+            Seen::Delivered(group, sender, payload, _) => Some((*group, *sender, payload.clone())),
             _ => None,
         })
         .collect()
-}
-
-fn formed(count: usize, members_in_group: usize) -> (Cluster, GroupId) {
-    let mut cluster = Cluster::new(count);
-    cluster.run_for_ms(500);
-    let now = cluster.now;
-    let mut group = GroupId::DOMAIN;
-    for index in 0..members_in_group {
-        group = cluster.node(index).join_group(now, "g").unwrap();
-    }
-    cluster.run_for_ms(500);
-    (cluster, group)
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! following `docs/wire-format.md`).
 
 use osiris_core::wire::{
-    AckEntries, AckEntry, CarriedMsg, Frame, FrameWriter, GroupDigest, GroupRecord, Header,
-    JoinRequest, Msg, Promise, Proposal, ADDR_MAX, GROUP_NAME_MAX, HEADER_BYTES, MAGIC, VERSION,
+    data_tag, put_causal_header, put_order_range, put_query, AckEntries, AckEntry, CarriedMsg,
+    DataView, Frame, FrameWriter, GroupDigest, GroupRecord, Header, JoinRequest, Msg, OrderRange,
+    Promise, Proposal, ADDR_MAX, GROUP_NAME_MAX, HEADER_BYTES, MAGIC, VERSION,
 };
 use osiris_core::{Ballot, DecodeError, GroupId, MemberId, MemberInfo, ViewId};
 use proptest::collection::vec;
@@ -29,6 +30,8 @@ enum Spec {
         total: u32,
         bytes: Vec<u8>,
     },
+    /// A data message of another kind, in stored form (tag, then body).
+    Typed(Vec<u8>),
     /// Any sub-message that owns its data.
     Owned(Msg<'static>),
 }
@@ -53,6 +56,10 @@ impl Spec {
                 total: *total,
                 bytes,
             },
+            Spec::Typed(stored) => Msg::Typed {
+                tag: stored[0],
+                body: &stored[1..],
+            },
             Spec::Owned(msg) => msg.clone(),
         }
     }
@@ -67,6 +74,7 @@ fn encode(header: &Header, specs: &[Spec], fast: bool) -> Vec<u8> {
     for (i, spec) in specs.iter().enumerate() {
         let pushed = match (spec, fast) {
             (Spec::Data(payload), true) => writer.push_data(payload),
+            (Spec::Typed(stored), true) => writer.push_stored(stored),
             (Spec::Ack(raw), true) => writer.push_ack(AckEntries::from_raw(raw).unwrap().iter()),
             _ => writer.push(&spec.msg()),
         };
@@ -213,13 +221,77 @@ fn payload(max: usize) -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..=max)
 }
 
+/// A data message of any kind, in stored form (tag, then a valid body).
+fn stored_data() -> impl Strategy<Value = Vec<u8>> {
+    let with_tag = |tag: u8, body: Vec<u8>| {
+        let mut stored = vec![tag];
+        stored.extend_from_slice(&body);
+        stored
+    };
+    prop_oneof![
+        payload(200).prop_map(move |body| with_tag(data_tag::FIFO, body)),
+        (vec(any::<u64>(), 0..8), payload(100)).prop_map(move |(deps, body)| {
+            let mut out = vec![data_tag::CAUSAL];
+            put_causal_header(&mut out, deps.iter().copied(), deps.len());
+            out.extend_from_slice(&body);
+            out
+        }),
+        payload(100).prop_map(move |body| with_tag(data_tag::ORDERED, body)),
+        payload(100).prop_map(move |body| with_tag(data_tag::SAFE, body)),
+        vec((member(), 1..u64::MAX / 2, 0..1000u64), 0..6).prop_map(|ranges| {
+            let mut out = vec![data_tag::ORDER];
+            for (sender, lo, len) in ranges {
+                put_order_range(
+                    &mut out,
+                    OrderRange {
+                        sender,
+                        lo,
+                        hi: lo + len,
+                    },
+                );
+            }
+            out
+        }),
+        (member(), payload(100)).prop_map(|(to, body)| {
+            let mut out = Vec::new();
+            DataView::P2p { to, payload: &body }.write_stored(&mut out);
+            out
+        }),
+        (any::<u64>(), any::<bool>(), members(6), payload(100)).prop_map(
+            |(id, total, targets, body)| {
+                let mut out = vec![data_tag::QUERY];
+                put_query(
+                    &mut out,
+                    id,
+                    total,
+                    targets.iter().copied(),
+                    targets.len(),
+                    &body,
+                );
+                out
+            }
+        ),
+        (member(), any::<u64>(), payload(100)).prop_map(|(to, id, body)| {
+            let mut out = Vec::new();
+            DataView::Reply {
+                to,
+                id,
+                payload: &body,
+            }
+            .write_stored(&mut out);
+            out
+        }),
+    ]
+}
+
 fn carried() -> impl Strategy<Value = CarriedMsg> {
-    (group(), member(), any::<u64>(), payload(200)).prop_map(|(group, sender, seq, payload)| {
+    (group(), member(), any::<u64>(), stored_data()).prop_map(|(group, sender, seq, stored)| {
         CarriedMsg {
             group,
             sender,
             seq,
-            payload,
+            tag: stored[0],
+            payload: stored[1..].to_vec(),
         }
     })
 }
@@ -300,6 +372,7 @@ fn owned_msg() -> impl Strategy<Value = Msg<'static>> {
             .prop_map(|(sender, from, to)| Msg::Nak { sender, from, to })
             .boxed(),
         Just(Msg::Heartbeat).boxed(),
+        Just(Msg::AckWanted).boxed(),
         (member_info(), vec(group_name(), 0..4))
             .prop_map(|(member, groups)| Msg::Join(JoinRequest { member, groups }))
             .boxed(),
@@ -359,6 +432,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         1 => (group(), any::<u64>(), any::<u32>(), any::<u32>(), payload(300)).prop_map(
             |(group, transfer, index, total, bytes)| Spec::StateChunk { group, transfer, index, total, bytes }
         ),
+        2 => stored_data().prop_filter("Typed holds tags 19 to 25", |stored| stored[0] != data_tag::FIFO).prop_map(Spec::Typed),
         6 => owned_msg().prop_map(Spec::Owned),
     ]
 }
@@ -542,8 +616,42 @@ proptest! {
     /// Random bodies behind a valid header and a valid tag and length: every
     /// body decoder sees arbitrary input.
     #[test]
-    fn arbitrary_message_bodies_never_panic(tag in 1..=18u8, body in vec(any::<u8>(), 0..512)) {
+    fn arbitrary_message_bodies_never_panic(tag in 1..=26u8, body in vec(any::<u8>(), 0..512)) {
         check_decode(&raw_frame(&[(tag, body)]))?;
+    }
+
+    /// Every data body the decoder accepts parses as its kind, and a stored
+    /// message written back from the parse is the same bytes.
+    #[test]
+    fn typed_data_bodies_parse_or_reject(tag in 19..=25u8, body in vec(any::<u8>(), 0..256)) {
+        let bytes = raw_frame(&[(tag, body.clone())]);
+        if let Ok(frame) = Frame::decode(&bytes) {
+            let Some(Msg::Typed { tag: got, body: decoded }) = frame.messages().next() else {
+                return Err(TestCaseError::fail("a typed data tag decodes as Msg::Typed"));
+            };
+            prop_assert_eq!(got, tag);
+            let view = DataView::parse(tag, decoded).expect("the decoder validated it");
+            let mut stored = Vec::new();
+            view.write_stored(&mut stored);
+            prop_assert_eq!(&stored[1..], &body[..]);
+        }
+    }
+
+    /// A stored message either re-encodes through `push_stored` or is refused.
+    #[test]
+    fn push_stored_round_trips(stored in stored_data()) {
+        let mut buf = Vec::new();
+        let mut writer = FrameWriter::new(&mut buf, &header());
+        prop_assert!(writer.push_stored(&stored));
+        writer.finish();
+        let frame = Frame::decode(&buf).expect("valid");
+        let (tag, body) = match frame.messages().next() {
+            Some(Msg::Data { payload }) => (data_tag::FIFO, payload),
+            Some(Msg::Typed { tag, body }) => (tag, body),
+            _ => return Err(TestCaseError::fail("one data message")),
+        };
+        prop_assert_eq!(tag, stored[0]);
+        prop_assert_eq!(body, &stored[1..]);
     }
 }
 
@@ -655,6 +763,7 @@ fn big_control_messages_grow_their_length_slot() {
             group: GroupId(5),
             sender: MemberId::new(1, 1),
             seq: 3,
+            tag: 1,
             payload: vec![1; 20_000],
         }],
     };
@@ -843,7 +952,7 @@ fn nonzero_flags() {
 
 #[test]
 fn unknown_tags() {
-    for tag in [0, 19, 0x7F, 0xFF] {
+    for tag in [0, 27, 0x7F, 0xFF] {
         assert_eq!(
             decode_err(&raw_frame(&[(tag, vec![])])),
             DecodeError::UnknownMessageTag(tag)
@@ -1074,6 +1183,7 @@ fn huge_counts_are_rejected_before_allocating() {
     promise.extend_from_slice(&le64(5));
     promise.extend_from_slice(&le64(0));
     promise.extend_from_slice(&le64(0));
+    promise.push(1); // tag: FIFO data
     promise.extend_from_slice(&le32(u32::MAX));
     assert_eq!(
         decode_err(&raw_frame(&[(PROMISE, promise)])),

@@ -53,6 +53,8 @@ pub struct RuntimeConfig {
     pub submit_ring_len: usize,
     /// How long `Group::join` waits for the view that admits this node.
     pub join_timeout: Duration,
+    /// How long `flush`, `leave` (and a query beyond its own timeout) wait.
+    pub request_timeout: Duration,
     /// How long `send` waits for room in a full submission ring.
     pub send_timeout: Duration,
     /// How long `shutdown` waits for the leave to be agreed.
@@ -72,6 +74,7 @@ impl RuntimeConfig {
             socket_buffer_bytes: 4 << 20,
             submit_ring_len: 4096,
             join_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(2),
         }

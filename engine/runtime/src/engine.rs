@@ -10,16 +10,20 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use osiris_core::{Dest, Event, GroupId, Instant, Node as CoreNode, Status};
+use osiris_core::{
+    Dest, Event, FlushId, GroupId, Instant, Node as CoreNode, QueryId, QueryRef, SendKind, Status,
+};
 use osiris_transport::{
     wait_readable, Destination, RecvBatch, Transmit, Transport, UdpConfig, UdpTransport,
 };
 
 use crate::addresses::AddressBook;
 use crate::config::{MulticastMode, RuntimeConfig};
-use crate::handlers::{GroupHandlers, Message, NodeHandlers, RuntimeStats};
+use crate::handlers::{
+    GroupHandlers, Message, NodeHandlers, QueryRequest, QueryResult, RuntimeStats,
+};
 use crate::idle::{IdleAction, Idler};
-use crate::shared::{Control, Shared};
+use crate::shared::{Control, Op, Shared, Submission};
 use crate::RuntimeError;
 
 /// Frames taken from the core per cycle at most (the rest wait a cycle).
@@ -143,7 +147,11 @@ pub(crate) struct Engine {
     out: Outgoing,
     idler: Idler,
     stats: RuntimeStats,
-    stalled: Option<crate::shared::Submission>,
+    stalled: Option<Submission>,
+    /// Callers waiting for their flush.
+    flushes: HashMap<FlushId, mpsc::Sender<Result<(), RuntimeError>>>,
+    /// Queries in progress: what they collected so far, and the caller.
+    queries: HashMap<QueryId, (QueryResult, mpsc::Sender<Result<QueryResult, RuntimeError>>)>,
     shutting_down: Option<StdInstant>,
     warned_at: Option<StdInstant>,
     warned_counts: (u64, u64),
@@ -237,6 +245,8 @@ impl Engine {
             idler,
             stats: RuntimeStats::default(),
             stalled: None,
+            flushes: HashMap::new(),
+            queries: HashMap::new(),
             shutting_down: None,
             warned_at: None,
             warned_counts: (0, 0),
@@ -271,6 +281,7 @@ impl Engine {
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
         // Answer whoever still waits.
+        self.abandon_requests(|| RuntimeError::Stopped);
         for (_, group) in self.groups.drain() {
             if let Some(reply) = group.join_reply {
                 let _ = reply.send(Err(RuntimeError::Stopped));
@@ -336,7 +347,7 @@ impl Engine {
     fn drain_submissions(&mut self, now: Instant) -> usize {
         let mut taken = 0;
         while taken < SUBMISSIONS_PER_CYCLE {
-            // The send refused last cycle goes first (per-sender FIFO).
+            // The submission refused last cycle goes first (per-sender FIFO).
             let Some(submission) = self
                 .stalled
                 .take()
@@ -344,27 +355,95 @@ impl Engine {
             else {
                 break;
             };
-            match self.node.send(now, submission.group, &submission.buf) {
-                Ok(()) => {}
-                Err(osiris_core::Error::SendQueueFull(_)) => {
-                    // Flow control: the core's window and queue are full (a
-                    // slow member); the ring fills behind this send and the
-                    // application's `send` waits. Memory stays bounded.
-                    self.stats.send_stalls += 1;
-                    self.stalled = Some(submission);
-                    break;
-                }
-                Err(error) => {
-                    self.stats.send_errors += 1;
-                    self.warn(format_args!("a send was dropped: {error}"));
-                }
+            if let Err(refused) = self.apply(now, submission) {
+                // Flow control: the core's window and queue are full (a
+                // slow member); the ring fills behind this submission and
+                // the application's `send` waits. Memory stays bounded.
+                self.stats.send_stalls += 1;
+                self.stalled = Some(refused);
+                break;
             }
             taken += 1;
-            // The payload was copied into the core's pooled buffer: recycle.
-            let _ = self.shared.free.push(submission.buf);
         }
         self.stats.submissions += taken as u64;
         taken
+    }
+
+    /// Hands one submission to the core; gives it back if the core's send
+    /// queue is full.
+    fn apply(&mut self, now: Instant, submission: Submission) -> Result<(), Submission> {
+        let group = submission.group;
+        match submission.op {
+            Op::Send { kind, to, buf } => {
+                let result = match to {
+                    Some(member) => self.node.send_to(now, group, member, &buf),
+                    None => self.node.send_kind(now, group, kind, &buf),
+                };
+                match result {
+                    Err(osiris_core::Error::SendQueueFull(_)) => {
+                        return Err(Submission {
+                            group,
+                            op: Op::Send { kind, to, buf },
+                        })
+                    }
+                    Err(error) => {
+                        self.stats.send_errors += 1;
+                        self.warn(format_args!("a send was dropped: {error}"));
+                    }
+                    Ok(()) => {}
+                }
+                // The payload was copied into the core's pooled buffer: recycle.
+                let _ = self.shared.free.push(buf);
+            }
+            Op::Reply { query, buf } => {
+                match self.node.reply(now, query, &buf) {
+                    Err(osiris_core::Error::SendQueueFull(_)) => {
+                        return Err(Submission {
+                            group,
+                            op: Op::Reply { query, buf },
+                        })
+                    }
+                    Err(error) => self.warn(format_args!("a query reply was dropped: {error}")),
+                    Ok(()) => {}
+                }
+                let _ = self.shared.free.push(buf);
+            }
+            Op::Flush { reply } => match self.node.flush(now, group) {
+                Ok(id) => {
+                    self.flushes.insert(id, reply);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error.into()));
+                }
+            },
+            Op::Query(query) => match self.node.query(now, group, query.spec, &query.payload) {
+                Ok(id) => {
+                    self.queries
+                        .insert(id, (QueryResult::default(), query.reply));
+                }
+                Err(osiris_core::Error::SendQueueFull(_)) => {
+                    return Err(Submission {
+                        group,
+                        op: Op::Query(query),
+                    })
+                }
+                Err(error) => {
+                    let _ = query.reply.send(Err(error.into()));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Flushes and queries the core dropped (an exclusion) or will never
+    /// finish (the node stopped): their callers get `error`.
+    fn abandon_requests(&mut self, error: impl Fn() -> RuntimeError) {
+        for (_, reply) in self.flushes.drain() {
+            let _ = reply.send(Err(error()));
+        }
+        for (_, (_, reply)) in self.queries.drain() {
+            let _ = reply.send(Err(error()));
+        }
     }
 
     fn drain_control(&mut self, now: Instant) -> usize {
@@ -533,6 +612,8 @@ impl Engine {
         let mut events = 0;
         loop {
             let mut checkpoint = None;
+            let mut replies: Vec<(QueryRef, Vec<u8>)> = Vec::new();
+            let mut abandoned = false;
             while let Some(event) = self.node.poll_event() {
                 events += 1;
                 match event {
@@ -565,6 +646,7 @@ impl Engine {
                     Event::Delivered {
                         group,
                         sender,
+                        kind,
                         payload,
                     } => {
                         if let Some(handler) = self
@@ -575,8 +657,72 @@ impl Engine {
                             handler(&Message {
                                 group,
                                 sender,
+                                kind,
+                                point_to_point: false,
                                 payload,
                             });
+                        }
+                    }
+                    Event::P2p {
+                        group,
+                        sender,
+                        payload,
+                    } => {
+                        if let Some(handler) = self
+                            .groups
+                            .get_mut(&group)
+                            .and_then(|local| local.handlers.message.as_mut())
+                        {
+                            handler(&Message {
+                                group,
+                                sender,
+                                kind: SendKind::Fifo,
+                                point_to_point: true,
+                                payload,
+                            });
+                        }
+                    }
+                    Event::Flushed { id, .. } => {
+                        if let Some(reply) = self.flushes.remove(&id) {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                    Event::QueryRequest {
+                        group,
+                        from,
+                        query,
+                        payload,
+                    } => {
+                        let answer = self
+                            .groups
+                            .get_mut(&group)
+                            .and_then(|local| local.handlers.query.as_mut())
+                            .and_then(|handler| {
+                                handler(&QueryRequest {
+                                    group,
+                                    from,
+                                    handle: query,
+                                    payload,
+                                })
+                            });
+                        if let Some(answer) = answer {
+                            replies.push((query, answer));
+                        }
+                    }
+                    Event::QueryReply { id, from, payload } => {
+                        if let Some((result, _)) = self.queries.get_mut(&id) {
+                            result.replies.push((from, payload.to_vec()));
+                        }
+                    }
+                    Event::QueryFailed { id, member } => {
+                        if let Some((result, _)) = self.queries.get_mut(&id) {
+                            result.failed.push(member);
+                        }
+                    }
+                    Event::QueryDone { id, timed_out } => {
+                        if let Some((mut result, reply)) = self.queries.remove(&id) {
+                            result.timed_out = timed_out;
+                            let _ = reply.send(Ok(result));
                         }
                     }
                     Event::CheckpointRequested { group, .. } => {
@@ -615,6 +761,8 @@ impl Engine {
                         }
                     }
                     Event::Excluded { old_id, new_id } => {
+                        // The core drops this incarnation's flushes and queries.
+                        abandoned = true;
                         eprintln!(
                             "osiris: this node ({old_id}) was excluded from the domain{}",
                             match new_id {
@@ -629,6 +777,16 @@ impl Engine {
                         }
                     }
                 }
+            }
+            for (query, answer) in replies {
+                if let Err(error) = self.node.reply(now, query, &answer) {
+                    self.warn(format_args!("a query reply was refused: {error}"));
+                }
+            }
+            if abandoned {
+                self.abandon_requests(|| {
+                    RuntimeError::Interrupted("this node was excluded from the domain")
+                });
             }
             match checkpoint {
                 Some((group, state)) => {

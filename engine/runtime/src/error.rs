@@ -22,6 +22,9 @@ pub enum RuntimeError {
     /// The submission ring stayed full for `send_timeout`: the group's
     /// slowest member holds the sender back (flow control).
     Backpressure,
+    /// A flush or query was abandoned (the node was excluded and rejoined
+    /// as a new incarnation): its outcome is unknown.
+    Interrupted(&'static str),
     /// The payload exceeds the configured `payload_max`.
     PayloadTooLarge { len: usize, max: usize },
 }
@@ -42,6 +45,7 @@ impl fmt::Display for RuntimeError {
             RuntimeError::PayloadTooLarge { len, max } => {
                 write!(f, "payload of {len} bytes exceeds payload_max {max}")
             }
+            RuntimeError::Interrupted(why) => write!(f, "request abandoned: {why}"),
         }
     }
 }

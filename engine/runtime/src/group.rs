@@ -4,11 +4,11 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use osiris_core::{GroupId, GroupView};
+use osiris_core::{GroupId, GroupView, MemberId, QueryRef, QuerySpec, SendKind};
 
-use crate::handlers::{GroupHandlers, Message};
+use crate::handlers::{GroupHandlers, Message, QueryRequest, QueryResult};
 use crate::node::Node;
-use crate::shared::{Control, Submission};
+use crate::shared::{Control, Op, QueryOp, Submission};
 use crate::RuntimeError;
 
 /// A group being set up. Every handler runs on the node's data-plane thread
@@ -48,6 +48,17 @@ impl GroupBuilder {
     #[must_use]
     pub fn on_message(mut self, handler: impl FnMut(&Message<'_>) + Send + 'static) -> Self {
         self.handlers.message = Some(Box::new(handler));
+        self
+    }
+
+    /// Answer a query: return the reply, or `None` to reply later with
+    /// `Group::reply(request.handle, ..)` (from any thread).
+    #[must_use]
+    pub fn on_query(
+        mut self,
+        handler: impl FnMut(&QueryRequest<'_>) -> Option<Vec<u8>> + Send + 'static,
+    ) -> Self {
+        self.handlers.query = Some(Box::new(handler));
         self
     }
 
@@ -112,22 +123,144 @@ impl Group {
         &self.name
     }
 
-    /// FIFO multicast: reliable, in sender order, view-synchronous. Returns
-    /// once the message is in the submission ring (it goes out on the next
-    /// duty cycle); blocks while the ring is full (flow control).
+    /// Send: FIFO multicast, reliable, in sender order, view-synchronous.
+    /// Returns once the message is in the submission ring (it goes out on
+    /// the next duty cycle); blocks while the ring is full (flow control).
     ///
     /// # Errors
     /// `PayloadTooLarge`, `Backpressure` after `send_timeout`, `Stopped`.
     pub fn send(&self, payload: &[u8]) -> Result<(), RuntimeError> {
-        self.send_with(payload.len(), |buf| buf.copy_from_slice(payload))
+        self.send_kind(SendKind::Fifo, payload)
     }
 
-    /// Zero-copy send: `fill` writes the `len`-byte message straight into a
+    /// CausalSend: delivered after every message its sender had delivered
+    /// when it sent (vector timestamps per view).
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn causal_send(&self, payload: &[u8]) -> Result<(), RuntimeError> {
+        self.send_kind(SendKind::Causal, payload)
+    }
+
+    /// OrderedSend: one total order, at every member, over every
+    /// OrderedSend and SafeSend of the group.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn ordered_send(&self, payload: &[u8]) -> Result<(), RuntimeError> {
+        self.send_kind(SendKind::Ordered, payload)
+    }
+
+    /// SafeSend: in the OrderedSend order, and delivered only once every
+    /// member (or `safe_quorum`) holds it (uniform agreement).
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn safe_send(&self, payload: &[u8]) -> Result<(), RuntimeError> {
+        self.send_kind(SendKind::Safe, payload)
+    }
+
+    /// A multicast of the given kind.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn send_kind(&self, kind: SendKind, payload: &[u8]) -> Result<(), RuntimeError> {
+        self.send_kind_with(kind, payload.len(), |buf| buf.copy_from_slice(payload))
+    }
+
+    /// Zero-copy Send: `fill` writes the `len`-byte message straight into a
     /// recycled send buffer (no allocation in steady state).
     ///
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn send_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RuntimeError> {
+        self.send_kind_with(SendKind::Fifo, len, fill)
+    }
+
+    /// Zero-copy multicast of any kind.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn send_kind_with(
+        &self,
+        kind: SendKind,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), RuntimeError> {
+        let buf = self.fill(len, fill)?;
+        self.submit(Op::Send {
+            kind,
+            to: None,
+            buf,
+        })
+    }
+
+    /// Reliable FIFO point-to-point send to one member of the group, in
+    /// order with this member's multicasts; the receiver's message handler
+    /// sees it with `point_to_point` set.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send); a non-member target is reported on the
+    /// data plane's stderr (the view may change between call and send).
+    pub fn send_to(&self, member: MemberId, payload: &[u8]) -> Result<(), RuntimeError> {
+        let buf = self.fill(payload.len(), |buf| buf.copy_from_slice(payload))?;
+        self.submit(Op::Send {
+            kind: SendKind::Fifo,
+            to: Some(member),
+            buf,
+        })
+    }
+
+    /// Flush: returns once every multicast this member sent before the call
+    /// is stable (held by every member), at most `request_timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Stopped`, `Interrupted` (excluded meanwhile).
+    pub fn flush(&self) -> Result<(), RuntimeError> {
+        let (reply, answer) = mpsc::channel();
+        self.submit(Op::Flush { reply })?;
+        wait_answer(&answer, self.node.config().request_timeout, "the flush")
+    }
+
+    /// Query: delivers `payload` to the members `spec.target` names, in FIFO
+    /// or total order (`spec.order`), and waits for their replies; members
+    /// that leave the view before replying are listed in `failed`. Returns
+    /// after every responder answered or failed, or after `spec.timeout`.
+    ///
+    /// # Errors
+    /// `PayloadTooLarge`, `Core` (a bad spec), `Stopped`, `Interrupted`.
+    pub fn query(&self, spec: QuerySpec, payload: &[u8]) -> Result<QueryResult, RuntimeError> {
+        let shared = self.node.shared();
+        if payload.len() > shared.payload_max {
+            return Err(RuntimeError::PayloadTooLarge {
+                len: payload.len(),
+                max: shared.payload_max,
+            });
+        }
+        let (reply, answer) = mpsc::channel();
+        self.submit(Op::Query(Box::new(QueryOp {
+            spec,
+            payload: payload.to_vec(),
+            reply,
+        })))?;
+        // The core ends the query at its timeout; allow for the data plane.
+        let patience = spec.timeout + self.node.config().request_timeout;
+        wait_answer(&answer, patience, "the query's replies")
+    }
+
+    /// Replies to a query later (the query handler returned `None` and
+    /// kept `handle`). From any thread.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send); an unknown or finished query is reported
+    /// on the data plane's stderr.
+    pub fn reply(&self, handle: QueryRef, payload: &[u8]) -> Result<(), RuntimeError> {
+        let buf = self.fill(payload.len(), |buf| buf.copy_from_slice(payload))?;
+        self.submit(Op::Reply { query: handle, buf })
+    }
+
+    /// A recycled send buffer holding the `len` bytes `fill` wrote.
+    fn fill(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<Vec<u8>, RuntimeError> {
         let shared = self.node.shared();
         if len > shared.payload_max {
             return Err(RuntimeError::PayloadTooLarge {
@@ -141,10 +274,13 @@ impl Group {
         let mut buf = shared.take_buffer();
         buf.resize(len, 0);
         fill(&mut buf);
-        let mut submission = Submission {
-            group: self.id,
-            buf,
-        };
+        Ok(buf)
+    }
+
+    /// Puts work into the submission ring, waiting while it is full.
+    fn submit(&self, op: Op) -> Result<(), RuntimeError> {
+        let shared = self.node.shared();
+        let mut submission = Submission { group: self.id, op };
         let mut deadline = None;
         let mut spins = 0u32;
         loop {
@@ -183,10 +319,22 @@ impl Group {
             group: self.id,
             reply,
         })?;
-        match answer.recv_timeout(self.node.config().join_timeout) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(RuntimeError::Timeout("the group leave")),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(RuntimeError::Stopped),
-        }
+        wait_answer(
+            &answer,
+            self.node.config().request_timeout,
+            "the group leave",
+        )
+    }
+}
+
+fn wait_answer<T>(
+    answer: &mpsc::Receiver<Result<T, RuntimeError>>,
+    timeout: Duration,
+    what: &'static str,
+) -> Result<T, RuntimeError> {
+    match answer.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(RuntimeError::Timeout(what)),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(RuntimeError::Stopped),
     }
 }

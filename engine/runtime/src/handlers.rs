@@ -7,19 +7,48 @@
 
 use std::fmt;
 
-use osiris_core::{DomainView, GroupId, GroupView, MemberId, NodeStats, StopReason};
+use osiris_core::{
+    DomainView, GroupId, GroupView, MemberId, NodeStats, QueryRef, SendKind, StopReason,
+};
 use osiris_transport::TransportStats;
 
-/// A delivered multicast, borrowed for the duration of the upcall.
+/// A delivered message, borrowed for the duration of the upcall.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
     pub group: GroupId,
     pub sender: MemberId,
+    /// How it was sent. A point-to-point message (`Group::send_to`) is `Fifo`
+    /// with `point_to_point` set.
+    pub kind: SendKind,
+    pub point_to_point: bool,
     pub payload: &'a [u8],
+}
+
+/// A query this member must answer, borrowed for the upcall. Return the
+/// reply from the handler, or keep `handle` and call `Group::reply` later
+/// (from any thread).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRequest<'a> {
+    pub group: GroupId,
+    pub from: MemberId,
+    pub handle: QueryRef,
+    pub payload: &'a [u8],
+}
+
+/// What a query collected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    /// Replies, in arrival order.
+    pub replies: Vec<(MemberId, Vec<u8>)>,
+    /// Responders that left the view before replying.
+    pub failed: Vec<MemberId>,
+    /// Some responder neither replied nor failed within the timeout.
+    pub timed_out: bool,
 }
 
 pub(crate) type ViewHandler = Box<dyn FnMut(&GroupView) + Send>;
 pub(crate) type MessageHandler = Box<dyn FnMut(&Message<'_>) + Send>;
+pub(crate) type QueryHandler = Box<dyn FnMut(&QueryRequest<'_>) -> Option<Vec<u8>> + Send>;
 pub(crate) type CheckpointHandler = Box<dyn FnMut() -> Vec<u8> + Send>;
 pub(crate) type LoadHandler = Box<dyn FnMut(&[u8]) + Send>;
 pub(crate) type DomainViewHandler = Box<dyn FnMut(&DomainView) + Send>;
@@ -30,6 +59,7 @@ pub(crate) type StopHandler = Box<dyn FnMut(StopReason) + Send>;
 pub(crate) struct GroupHandlers {
     pub view: Option<ViewHandler>,
     pub message: Option<MessageHandler>,
+    pub query: Option<QueryHandler>,
     pub checkpoint: Option<CheckpointHandler>,
     pub load: Option<LoadHandler>,
 }
@@ -39,6 +69,7 @@ impl fmt::Debug for GroupHandlers {
         f.debug_struct("GroupHandlers")
             .field("view", &self.view.is_some())
             .field("message", &self.message.is_some())
+            .field("query", &self.query.is_some())
             .field("checkpoint", &self.checkpoint.is_some())
             .field("load", &self.load.is_some())
             .finish()

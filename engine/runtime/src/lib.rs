@@ -33,7 +33,10 @@ mod shared;
 pub use config::{MulticastMode, RuntimeConfig};
 pub use error::RuntimeError;
 pub use group::{Group, GroupBuilder};
-pub use handlers::{Message, RuntimeStats};
+pub use handlers::{Message, QueryRequest, QueryResult, RuntimeStats};
 pub use idle::{IdleAction, IdleStrategy, Idler};
 pub use node::{Node, NodeBuilder};
-pub use osiris_core::{DomainView, GroupId, GroupView, MemberId, StopReason};
+pub use osiris_core::{
+    DomainView, GroupId, GroupView, MemberId, QueryOrder, QueryRef, QuerySpec, QueryTarget,
+    SendKind, StopReason,
+};

@@ -8,18 +8,45 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
-use osiris_core::GroupId;
+use osiris_core::{GroupId, MemberId, QueryRef, QuerySpec, SendKind};
 use osiris_transport::Waker;
 
-use crate::handlers::{GroupHandlers, RuntimeStats};
+use crate::handlers::{GroupHandlers, QueryResult, RuntimeStats};
 use crate::RuntimeError;
 
-/// A send on its way to the data plane: the payload sits in a buffer taken
-/// from the free ring, written in place by the application.
+/// Work on its way to the data plane, in the order the application asked
+/// for it. Sends, flushes, queries and replies share the ring so that a
+/// flush or a FIFO query comes after the caller's earlier multicasts.
 #[derive(Debug)]
 pub(crate) struct Submission {
     pub group: GroupId,
-    pub buf: Vec<u8>,
+    pub op: Op,
+}
+
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// A multicast (or, with `to`, a point-to-point send); the payload sits
+    /// in a buffer from the free ring, written in place by the application.
+    Send {
+        kind: SendKind,
+        to: Option<MemberId>,
+        buf: Vec<u8>,
+    },
+    Flush {
+        reply: mpsc::Sender<Result<(), RuntimeError>>,
+    },
+    Query(Box<QueryOp>),
+    Reply {
+        query: QueryRef,
+        buf: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct QueryOp {
+    pub spec: QuerySpec,
+    pub payload: Vec<u8>,
+    pub reply: mpsc::Sender<Result<QueryResult, RuntimeError>>,
 }
 
 /// Rare requests, each answered on its own channel.

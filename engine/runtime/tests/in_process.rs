@@ -97,3 +97,127 @@ fn fifo_multicast_between_three_nodes_with_backoff() {
 fn fifo_multicast_between_three_nodes_blocking_on_events() {
     three_members_deliver_every_message_in_sender_order(IdleStrategy::BlockOnEvent);
 }
+
+type KindLog = Arc<Mutex<Vec<(MemberId, osiris_runtime::SendKind, bool, Vec<u8>)>>>;
+
+/// Every send kind, flush, point to point and query through the Rust API.
+#[test]
+fn every_send_kind_flush_point_to_point_and_query() {
+    use osiris_runtime::{QueryOrder, QuerySpec, QueryTarget, SendKind};
+    let first = Node::start(config(1, &[], IdleStrategy::default())).unwrap();
+    let seed = [first.local_addr()];
+    let nodes: Vec<Node> = std::iter::once(first)
+        .chain((2..=3).map(|id| Node::start(config(id, &seed, IdleStrategy::default())).unwrap()))
+        .collect();
+    let logs: Vec<KindLog> = nodes.iter().map(|_| KindLog::default()).collect();
+    let sizes: Vec<Arc<Mutex<usize>>> = nodes.iter().map(|_| Arc::default()).collect();
+    let groups: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let log = Arc::clone(&logs[index]);
+            let size = Arc::clone(&sizes[index]);
+            node.group("kinds")
+                .on_view(move |view| *size.lock().unwrap() = view.members.len())
+                .on_message(move |m| {
+                    log.lock().unwrap().push((
+                        m.sender,
+                        m.kind,
+                        m.point_to_point,
+                        m.payload.to_vec(),
+                    ));
+                })
+                .on_query(move |request| {
+                    let mut answer = format!("member {} saw ", index + 1).into_bytes();
+                    answer.extend_from_slice(request.payload);
+                    Some(answer)
+                })
+                .join()
+                .unwrap()
+        })
+        .collect();
+    for size in &sizes {
+        wait_until("the three-member view", Duration::from_secs(10), || {
+            *size.lock().unwrap() == 3
+        });
+    }
+    const ORDERED: u32 = 300;
+    for index in 0..ORDERED {
+        for (sender, group) in groups.iter().enumerate() {
+            let payload = format!("o{sender}:{index}");
+            if index % 3 == 0 {
+                group.safe_send(payload.as_bytes()).unwrap();
+            } else {
+                group.ordered_send(payload.as_bytes()).unwrap();
+            }
+            group.causal_send(b"c").unwrap();
+        }
+    }
+    groups[0]
+        .send_to(MemberId::new(3, 1), b"just for 3")
+        .unwrap();
+    groups[0].flush().unwrap();
+    let total_order = |log: &KindLog| -> Vec<Vec<u8>> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, kind, ..)| matches!(kind, SendKind::Ordered | SendKind::Safe))
+            .map(|(.., payload)| payload.clone())
+            .collect()
+    };
+    for log in &logs {
+        wait_until(
+            "every ordered and safe message",
+            Duration::from_secs(20),
+            || total_order(log).len() == 3 * ORDERED as usize,
+        );
+    }
+    let point_to_point = |log: &KindLog| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(.., p2p, payload)| *p2p && payload == b"just for 3")
+            .count()
+    };
+    wait_until(
+        "the point-to-point message",
+        Duration::from_secs(10),
+        || point_to_point(&logs[2]) == 1,
+    );
+    assert_eq!(point_to_point(&logs[0]) + point_to_point(&logs[1]), 0);
+    let reference = total_order(&logs[0]);
+    for log in &logs[1..] {
+        assert_eq!(total_order(log), reference, "total order differs");
+    }
+    let spec = QuerySpec {
+        target: QueryTarget::All,
+        order: QueryOrder::Total,
+        timeout: Duration::from_secs(5),
+    };
+    let result = groups[1].query(spec, b"q").unwrap();
+    assert!(!result.timed_out, "{result:?}");
+    assert!(result.failed.is_empty());
+    let mut answers: Vec<String> = result
+        .replies
+        .iter()
+        .map(|(_, reply)| String::from_utf8_lossy(reply).into_owned())
+        .collect();
+    answers.sort();
+    assert_eq!(
+        answers,
+        ["member 1 saw q", "member 2 saw q", "member 3 saw q"]
+    );
+    let one = groups[0]
+        .query(
+            QuerySpec {
+                target: QueryTarget::One,
+                ..spec
+            },
+            b"one",
+        )
+        .unwrap();
+    assert_eq!(one.replies.len(), 1, "{one:?}");
+    for node in &nodes {
+        node.shutdown();
+    }
+}

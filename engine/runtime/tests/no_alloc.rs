@@ -7,7 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use osiris_runtime::{Group, IdleStrategy, Node, RuntimeConfig};
+use osiris_runtime::{Group, IdleStrategy, Node, RuntimeConfig, SendKind};
+
+/// The kinds the rounds cycle through: every kind's path is measured.
+const KINDS: [SendKind; 4] = [
+    SendKind::Fifo,
+    SendKind::Ordered,
+    SendKind::Safe,
+    SendKind::Causal,
+];
 
 struct Counting;
 
@@ -56,10 +64,10 @@ fn join(node: &Node, delivered: &Arc<AtomicU64>, members: &Arc<AtomicU64>) -> Gr
 }
 
 /// Sends `count` messages from `group` and waits until both nodes delivered them.
-fn round(group: &Group, count: u64, delivered: &[Arc<AtomicU64>], target: u64) {
+fn round(group: &Group, kind: SendKind, count: u64, delivered: &[Arc<AtomicU64>], target: u64) {
     let payload = [7u8; 64];
     for _ in 0..count {
-        group.send(&payload).unwrap();
+        group.send_kind(kind, &payload).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while delivered.iter().any(|d| d.load(Ordering::Relaxed) < target) {
@@ -86,19 +94,21 @@ fn steady_state_multicast_allocates_nothing() {
     // measured ones, so the measured rounds never need more buffers.
     const ROUND: u64 = 2_000;
     let mut target = 0;
-    for _ in 0..3 {
+    for kind in KINDS {
         target += 2 * ROUND;
-        round(&group, 2 * ROUND, &delivered, target);
+        round(&group, kind, 2 * ROUND, &delivered, target);
     }
     let before = ALLOCATIONS.load(Ordering::SeqCst);
     const MEASURED_ROUNDS: u64 = 20;
-    for _ in 0..MEASURED_ROUNDS {
+    for index in 0..MEASURED_ROUNDS {
         target += ROUND;
-        round(&group, ROUND, &delivered, target);
+        round(&group, KINDS[index as usize % 4], ROUND, &delivered, target);
     }
     let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
     let messages = MEASURED_ROUNDS * ROUND;
-    println!("{allocations} allocations over {messages} multicasts (2 deliveries each)");
+    println!(
+        "{allocations} allocations over {messages} multicasts (Send, OrderedSend, SafeSend, CausalSend; 2 deliveries each)"
+    );
     // Heartbeats and acks keep flowing during the measurement too. Most runs
     // count 0. Pools and queues grow to the most ever in flight and then only
     // recycle, so a burst that sets a new high-water mark can still double a

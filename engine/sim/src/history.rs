@@ -8,7 +8,9 @@
 
 use std::fmt;
 
-use osiris_core::{DomainView, GroupId, GroupView, MemberId, StopReason};
+use osiris_core::{
+    DomainView, GroupId, GroupView, MemberId, QueryId, QueryRef, SendKind, StopReason,
+};
 
 /// Identity of one workload message: which member incarnation sent it and its
 /// per-incarnation counter (1, 2, 3, ... across all of its groups).
@@ -48,13 +50,37 @@ pub enum RecordKind {
         msg: Option<MsgId>,
         payload_hash: u64,
         probe: bool,
+        kind: SendKind,
     },
-    /// `send` returned Ok for this message.
+    /// `send` (of that kind) returned Ok for this message.
     Sent {
         group: GroupId,
         msg: MsgId,
         payload_hash: u64,
         probe: bool,
+        kind: SendKind,
+    },
+    /// `query` returned Ok; `all`: the view the caller saw, for `QueryTarget::All`.
+    QuerySent {
+        group: GroupId,
+        id: QueryId,
+        all: Option<Vec<MemberId>>,
+    },
+    /// A query request reached this member (it replies at once).
+    QueryRequest {
+        query: QueryRef,
+    },
+    QueryReply {
+        id: QueryId,
+        from: MemberId,
+    },
+    QueryFailed {
+        id: QueryId,
+        member: MemberId,
+    },
+    QueryDone {
+        id: QueryId,
+        timed_out: bool,
     },
     CheckpointRequested {
         group: GroupId,
@@ -169,8 +195,9 @@ impl Record {
                 msg,
                 payload_hash,
                 probe,
+                kind,
             } => format!(
-                "{} deliver {} from {} msg {} h={payload_hash:016x}{}",
+                "{} deliver {kind:?} {} from {} msg {} h={payload_hash:016x}{}",
                 self.member,
                 group_label(*group),
                 sender,
@@ -182,11 +209,36 @@ impl Record {
                 msg,
                 payload_hash,
                 probe,
+                kind,
             } => format!(
-                "{} send {} msg {msg} h={payload_hash:016x}{}",
+                "{} send {kind:?} {} msg {msg} h={payload_hash:016x}{}",
                 self.member,
                 group_label(*group),
                 if *probe { " PROBE" } else { "" },
+            ),
+            RecordKind::QuerySent { group, id, all } => format!(
+                "{} query {} #{} to {}",
+                self.member,
+                group_label(*group),
+                id.0,
+                all.as_deref()
+                    .map_or_else(|| "some".to_string(), members_text)
+            ),
+            RecordKind::QueryRequest { query } => format!(
+                "{} query request #{} from {}",
+                self.member, query.id.0, query.caller
+            ),
+            RecordKind::QueryReply { id, from } => {
+                format!("{} query #{} reply from {from}", self.member, id.0)
+            }
+            RecordKind::QueryFailed { id, member } => {
+                format!("{} query #{} FAILED {member}", self.member, id.0)
+            }
+            RecordKind::QueryDone { id, timed_out } => format!(
+                "{} query #{} done{}",
+                self.member,
+                id.0,
+                if *timed_out { " TIMED OUT" } else { "" }
             ),
             RecordKind::CheckpointRequested { group, view_id } => {
                 format!(

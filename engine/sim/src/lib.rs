@@ -10,6 +10,7 @@
 pub mod app;
 pub mod check;
 pub mod history;
+pub mod kinds;
 pub mod mix;
 pub mod net;
 pub mod queue;
@@ -19,5 +20,6 @@ mod sim;
 
 pub use check::Violation;
 pub use history::{Record, RecordKind, TraceLine};
+pub use kinds::Kinds;
 pub use mix::Mix;
 pub use run::{run_many, run_seed, RunOptions, RunReport, RunStats, SeedOutcome};

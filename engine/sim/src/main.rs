@@ -12,7 +12,7 @@ use std::time::Instant as WallClock;
 
 use clap::Parser;
 use osiris_core::InjectedBug;
-use osiris_sim::{run_many, run_seed, Mix, RunOptions};
+use osiris_sim::{run_many, run_seed, Kinds, Mix, RunOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,12 +58,18 @@ struct Cli {
     #[arg(long)]
     trace: bool,
     /// Switch on a protocol bug in every node, to see the checkers catch it:
-    /// `flush-skips-retransmission` or `deliver-before-state-load`.
+    /// flush-skips-retransmission, deliver-before-state-load,
+    /// causal-ignores-deps, ordered-ignores-sequencer, safe-skips-acks,
+    /// query-forgets-failed.
     #[arg(long, value_parser = parse_bug)]
     inject_bug: Option<InjectedBug>,
     /// With --seed: also trace every frame copy (messages, loss, delay).
     #[arg(long)]
     frames: bool,
+    /// The send kinds the workload mixes, comma-separated:
+    /// send,causal,ordered,safe,query (default: all of them).
+    #[arg(long, value_parser = Kinds::parse)]
+    kinds: Option<Kinds>,
 }
 
 /// Consecutive overdue deadlines at one node that count as a busy loop.
@@ -76,13 +82,34 @@ fn parse_mix(name: &str) -> Result<Mix, String> {
     })
 }
 
+const BUGS: [(&str, InjectedBug); 6] = [
+    (
+        "flush-skips-retransmission",
+        InjectedBug::FlushSkipsRetransmission,
+    ),
+    (
+        "deliver-before-state-load",
+        InjectedBug::DeliverBeforeStateLoad,
+    ),
+    ("causal-ignores-deps", InjectedBug::CausalIgnoresDeps),
+    (
+        "ordered-ignores-sequencer",
+        InjectedBug::OrderedIgnoresSequencer,
+    ),
+    ("safe-skips-acks", InjectedBug::SafeSkipsAcks),
+    ("query-forgets-failed", InjectedBug::QueryForgetsFailed),
+];
+
 fn parse_bug(name: &str) -> Result<InjectedBug, String> {
-    match name {
-        "flush-skips-retransmission" => Ok(InjectedBug::FlushSkipsRetransmission),
-        "deliver-before-state-load" => Ok(InjectedBug::DeliverBeforeStateLoad),
-        _ => Err(format!(
-            "unknown bug `{name}`: flush-skips-retransmission or deliver-before-state-load"
-        )),
+    match BUGS.iter().find(|(known, _)| *known == name) {
+        Some((_, bug)) => Ok(*bug),
+        None => {
+            let names: Vec<&str> = BUGS.iter().map(|(known, _)| *known).collect();
+            Err(format!(
+                "unknown bug `{name}`; one of: {}",
+                names.join(", ")
+            ))
+        }
     }
 }
 
@@ -95,6 +122,7 @@ fn options(cli: &Cli) -> RunOptions {
     options.mix = cli.mix;
     options.nodes = cli.nodes;
     options.inject_bug = cli.inject_bug;
+    options.kinds = cli.kinds.unwrap_or_default();
     options.vary_limits = !cli.default_limits;
     if let Some(safety_ms) = cli.safety_ms {
         options.safety_ms = safety_ms;

@@ -8,6 +8,7 @@ use osiris_core::InjectedBug;
 
 use crate::check::Violation;
 use crate::history::TraceLine;
+use crate::kinds::Kinds;
 use crate::mix::Mix;
 use crate::net::NetStats;
 use crate::sim::Simulation;
@@ -27,6 +28,8 @@ pub struct RunOptions {
     pub probe_max_ms: u64,
     /// Switch on a protocol bug in every node (checker tests only).
     pub inject_bug: Option<InjectedBug>,
+    /// The send kinds the workload mixes (all by default).
+    pub kinds: Kinds,
     /// Keep the full event trace in the report (always kept on a violation
     /// when `trace_on_violation` is set).
     pub trace: bool,
@@ -51,6 +54,7 @@ impl Default for RunOptions {
             settle_max_ms: 10_000,
             probe_max_ms: 3_000,
             inject_bug: None,
+            kinds: Kinds::ALL,
             trace: false,
             trace_on_violation: false,
             trace_frames: false,

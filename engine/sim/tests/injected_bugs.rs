@@ -9,7 +9,10 @@ const SEEDS_MAX: u64 = 200;
 
 /// The first seed (alternating the lossy and crashes mixes) whose bugged run
 /// shows a violation matching `caught` and whose clean run shows none.
-fn find_caught(bug: InjectedBug, caught: fn(&Violation) -> bool) -> Option<(u64, Mix, Violation)> {
+fn find_caught(
+    bug: InjectedBug,
+    caught: impl Fn(&Violation) -> bool,
+) -> Option<(u64, Mix, Violation)> {
     for seed in 0..SEEDS_MAX {
         let mix = if seed % 2 == 0 {
             Mix::Lossy
@@ -32,7 +35,7 @@ fn find_caught(bug: InjectedBug, caught: fn(&Violation) -> bool) -> Option<(u64,
                 ..options
             },
         );
-        if !clean.violations.iter().any(caught) {
+        if !clean.violations.iter().any(&caught) {
             return Some((seed, mix, violation.clone()));
         }
     }
@@ -62,4 +65,43 @@ fn delivering_before_state_load_breaks_state_transfer() {
     let (seed, mix, violation) =
         found.expect("no seed in the first 200 exposed DeliverBeforeStateLoad");
     eprintln!("DeliverBeforeStateLoad caught by seed {seed} ({mix}): {violation}");
+}
+
+/// Find a seed that exposes `bug` through a violation of `checker` whose
+/// message contains `needle`, and print it.
+fn expect_caught(bug: InjectedBug, checker: &'static str, needle: &'static str) {
+    let found = find_caught(bug, |violation| {
+        violation.checker == checker && violation.message.contains(needle)
+    });
+    let (seed, mix, violation) =
+        found.unwrap_or_else(|| panic!("no seed in the first {SEEDS_MAX} exposed {bug:?}"));
+    eprintln!("{bug:?} caught by seed {seed} ({mix}): {violation}");
+}
+
+#[test]
+fn causal_delivery_without_predecessors_breaks_causal_order() {
+    expect_caught(InjectedBug::CausalIgnoresDeps, "ordering", "causal");
+}
+
+#[test]
+fn ignoring_the_sequencer_breaks_total_order() {
+    expect_caught(
+        InjectedBug::OrderedIgnoresSequencer,
+        "ordering",
+        "the other way round",
+    );
+}
+
+#[test]
+fn safe_delivery_without_acks_breaks_uniform_agreement() {
+    expect_caught(InjectedBug::SafeSkipsAcks, "ordering", "never did");
+}
+
+#[test]
+fn forgetting_failed_responders_breaks_query_completion() {
+    expect_caught(
+        InjectedBug::QueryForgetsFailed,
+        "query",
+        "without failure markers",
+    );
 }

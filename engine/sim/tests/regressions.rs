@@ -64,3 +64,47 @@ fn deadlines_move_forward() {
         }
     }
 }
+
+/// A wedged member (it had promised for the next view) kept acknowledging
+/// messages that arrived after its promise: the sender delivered a SafeSend
+/// message as stable, then the flush, built from the promise, dropped it at
+/// the survivor (uniform agreement). Wedged members no longer acknowledge.
+#[test]
+fn a_wedged_member_acknowledges_nothing_past_its_promise() {
+    for seed in [9734, 10007, 15602, 18717] {
+        assert_clean(seed, &RunOptions::default(), "safe, ack after promise");
+    }
+}
+
+/// A member leaving a group got no carried messages in the flush, lacked an
+/// order announcement the others had, and ordered the unordered tail
+/// differently (total order). Leavers now get what they lack, like survivors.
+#[test]
+fn a_leaver_delivers_the_epoch_in_the_survivors_order() {
+    for seed in [5675, 10288, 13120, 13370] {
+        assert_clean(seed, &RunOptions::default(), "ordered, leaver's flush");
+    }
+}
+
+/// The uniform-agreement checker counted a member that left the group and
+/// rejoined it later as a survivor of the view it left (a checker bug).
+#[test]
+fn leaving_and_rejoining_is_not_surviving() {
+    for seed in [6774, 9975, 11114, 14483, 18682] {
+        assert_clean(seed, &RunOptions::default(), "safe, leave and rejoin");
+    }
+}
+
+/// A member cut off during the view change (it never promised) learned the
+/// commit that excluded it after the heal and delivered the flush anyway,
+/// ordering the unordered tail without the announcements the survivors had:
+/// two Safe messages in the other order. Excluded members deliver nothing of
+/// the flush now.
+#[test]
+fn an_excluded_member_delivers_nothing_of_the_flush() {
+    assert_clean(
+        6910,
+        &RunOptions::default(),
+        "safe, excluded member's flush",
+    );
+}

@@ -336,12 +336,13 @@ impl Node {
         let mut carried = Vec::new();
         for (group, local) in &self.groups {
             for stream in &local.streams {
-                for (seq, payload) in stream.unstable() {
+                for (seq, stored) in stream.unstable() {
                     carried.push(CarriedMsg {
                         group: *group,
                         sender: stream.sender,
                         seq,
-                        payload: payload.to_vec(),
+                        tag: stored[0],
+                        payload: stored[1..].to_vec(),
                     });
                 }
             }
@@ -807,7 +808,7 @@ impl Node {
             });
         }
 
-        let (cut, carried) = self.flush_cut(promises, &groups);
+        let (cut, carried) = self.flush_cut(promises);
         Proposal {
             view: domain.view.id.next(),
             members,
@@ -822,28 +823,24 @@ impl Node {
     }
 
     /// Per group and sender of the ending epoch: the highest seq any promiser
-    /// received, and the messages some member that stays may lack.
+    /// received, and the messages some promiser (staying or leaving) may lack.
     fn flush_cut(
         &self,
         promises: &BTreeMap<MemberId, Promise>,
-        next_groups: &[GroupRecord],
     ) -> (Vec<(GroupId, AckEntry)>, Vec<CarriedMsg>) {
         let mut cut: BTreeMap<(GroupId, MemberId), u64> = BTreeMap::new();
-        // Lowest seq held by a member that stays in the group, per sender.
+        // Lowest seq held by any promiser in the group, per sender: members
+        // that leave get what they lack too, so that they deliver the epoch
+        // exactly as those that stay (same set, same total order).
         let mut floor: BTreeMap<(GroupId, MemberId), u64> = BTreeMap::new();
-        for (promiser, promise) in promises {
+        for promise in promises.values() {
             for digest in &promise.digests {
-                let stays = next_groups
-                    .iter()
-                    .any(|record| record.id == digest.group && record.members.contains(promiser));
                 for entry in &digest.received {
                     let key = (digest.group, entry.sender);
                     let hi = cut.entry(key).or_insert(0);
                     *hi = (*hi).max(entry.hi);
-                    if stays {
-                        let low = floor.entry(key).or_insert(u64::MAX);
-                        *low = (*low).min(entry.hi);
-                    }
+                    let low = floor.entry(key).or_insert(u64::MAX);
+                    *low = (*low).min(entry.hi);
                 }
             }
         }
@@ -874,7 +871,11 @@ impl Node {
 
     pub(super) fn install(&mut self, now: Instant, proposal: Proposal) {
         let contains_me = proposal.members.iter().any(|info| info.id == self.me);
-        if self.domain.is_some() {
+        // An excluded member delivers nothing of the flush: it may not have
+        // promised, so it may lack what the cut was built from (announcements
+        // of the total order), and its incarnation is over anyway. A member
+        // that leaves promised and delivers like the survivors.
+        if self.domain.is_some() && (contains_me || self.leave_requested) {
             let groups: Vec<GroupId> = self.groups.keys().copied().collect();
             for group in groups {
                 self.apply_cut(group, &proposal);
@@ -956,17 +957,20 @@ impl Node {
             self.groups.insert(record.id, local);
             self.plan_transfer(record, proposal.view);
             self.release_deferred(record.id);
+            self.after_group_install(record.id);
         }
         for (group, local) in old_groups {
             local.release(&mut self.pool);
             self.emit(Queued::GroupLeft { group });
+            self.after_group_install(group);
         }
         self.prune_requests();
         self.last_commit = Some(proposal);
     }
 
     /// Deliver the ending epoch up to the cut, filling gaps from the carried
-    /// messages, and drop the rest.
+    /// messages, in the order rules of every kind (the unordered tail of the
+    /// total order by rank), and drop the rest.
     fn apply_cut(&mut self, group: GroupId, proposal: &Proposal) {
         let carry = self.config.inject_bug != Some(InjectedBug::FlushSkipsRetransmission);
         let deliver_anyway = self.config.inject_bug == Some(InjectedBug::DeliverBeforeStateLoad);
@@ -988,15 +992,17 @@ impl Node {
                     .iter()
                     .filter(|m| m.group == group && m.sender == sender && m.seq <= limit)
                 {
-                    stream.insert(message.seq, &message.payload, &mut self.pool, u64::MAX);
+                    let (seq, tag) = (message.seq, message.tag);
+                    stream.insert(seq, tag, &message.payload, &mut self.pool, u64::MAX);
                 }
             }
             limits.push(limit);
         }
         if has_state {
-            for (sender_index, limit) in limits.into_iter().enumerate() {
-                self.deliver_up_to(group, sender_index, limit);
-            }
+            // Every survivor holds the same messages up to the cut: the
+            // same trimming and the same order follow (docs/ordering.md).
+            super::ordering::trim_causal(local, &mut limits);
+            self.deliver_epoch(group, Some(&limits));
         }
     }
 

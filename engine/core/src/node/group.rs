@@ -35,7 +35,32 @@ pub(crate) struct LocalGroup {
     pub(crate) retransmit: VecDeque<(MemberId, u64, u64)>,
     pub(crate) incoming: Option<Incoming>,
     pub(crate) donation: Option<Donation>,
+    /// The total order still to deliver: ranges announced by the sequencer
+    /// (rank 0), front first (docs/ordering.md).
+    pub(crate) order: VecDeque<OrderSlot>,
+    /// The sequencer's stream is read for announcements up to this seq.
+    pub(crate) order_read: u64,
+    /// At the sequencer: per stream, the seq up to which it was announced.
+    pub(crate) announced: Vec<u64>,
+    /// Scratch for the quorum computation (no allocation per ack).
+    pub(crate) scratch: Vec<u64>,
 }
+
+/// One announced range of the total order, as a receiver queues it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OrderSlot {
+    /// Rank of the sender in the view.
+    pub(crate) sender: usize,
+    /// Next seq of the range to deliver.
+    pub(crate) lo: u64,
+    pub(crate) hi: u64,
+    /// Seq of the announcement in the sequencer's stream (0: ordered by the
+    /// flush, not announced).
+    pub(crate) at: u64,
+}
+
+/// Rank of the sequencer in the group view.
+pub(crate) const SEQUENCER: usize = 0;
 
 /// Resend requests kept per group; more are dropped (the receiver asks again).
 pub(crate) const RETRANSMIT_QUEUE_MAX: usize = 64;
@@ -73,6 +98,10 @@ impl LocalGroup {
             retransmit: VecDeque::new(),
             incoming: None,
             donation: None,
+            order: VecDeque::new(),
+            order_read: 0,
+            announced: vec![0; count],
+            scratch: Vec::with_capacity(count),
         }
     }
 
@@ -87,21 +116,35 @@ impl LocalGroup {
         self.view.members[self.me_index]
     }
 
-    /// Recompute stability of every stream from the ack matrix.
-    pub(crate) fn update_stability(&mut self, pool: &mut BufPool) {
+    /// Recompute stability (and SafeSend's threshold) of every stream from
+    /// the ack matrix. `quorum`: acknowledgements a safe message needs
+    /// (None: every member).
+    pub(crate) fn update_stability(&mut self, pool: &mut BufPool, quorum: Option<u32>) {
         for sender_index in 0..self.streams.len() {
             let mut stable = u64::MAX;
+            self.scratch.clear();
             for (member_index, row) in self.acks.iter().enumerate() {
                 let held = if member_index == self.me_index {
-                    self.streams[sender_index].hi
+                    self.streams[sender_index].persisted
                 } else {
                     row[sender_index]
                 };
                 stable = stable.min(held);
+                self.scratch.push(held);
             }
+            let safe = match quorum {
+                Some(quorum) if (quorum as usize) < self.scratch.len() => {
+                    // The quorum-th highest acknowledgement.
+                    self.scratch.sort_unstable_by(|a, b| b.cmp(a));
+                    self.scratch[quorum.max(1) as usize - 1]
+                }
+                _ => stable,
+            };
             let stream = &mut self.streams[sender_index];
+            let cap = stream.hi.max(stream.stable);
+            stream.safe = stream.safe.max(safe.min(cap));
             if stable > stream.stable {
-                stream.stable = stable.min(stream.hi.max(stream.stable));
+                stream.stable = stable.min(cap);
                 stream.collect(pool);
             }
         }

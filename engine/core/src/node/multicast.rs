@@ -1,45 +1,114 @@
-//! View-synchronous FIFO multicast within an epoch: per-sender sequence
+//! View-synchronous multicast within an epoch: per-sender sequence
 //! numbers, receive vectors (acks) multicast in batches, NAKs for gaps,
 //! resends from the sender, stability and garbage collection, and natural
 //! batching (every message waiting when `poll_transmit` runs shares frames).
+//! Every kind of message shares the sender's stream (docs/ordering.md);
+//! `ordering` decides when each is delivered.
 //!
 //! The per-message path allocates nothing in steady state: payloads live in
 //! pooled buffers, frames are written into the caller's buffer.
 
 use super::group::{LocalGroup, RETRANSMIT_QUEUE_MAX};
-use super::{Dest, Node, Queued, Transmit};
-use crate::config::InjectedBug;
+use super::{Dest, Node, Transmit};
 use crate::error::Error;
 use crate::id::{GroupId, MemberId};
+use crate::kinds::SendKind;
 use crate::time::Instant;
-use crate::wire::{AckEntries, AckEntry, FrameWriter, Header, Msg};
+use crate::wire::{
+    data_tag, put_causal_header, put_query, AckEntries, AckEntry, DataView, FrameWriter, Header,
+    Msg,
+};
 
 /// Bytes a `Data` sub-message adds beyond its payload (tag + length varint).
 const DATA_OVERHEAD: usize = 6;
 
+/// What goes before the payload of an own message, by kind.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Head<'h> {
+    /// The tag alone; for Causal, the delivery vector at the time of sending.
+    Plain(SendKind),
+    P2p(MemberId),
+    Query {
+        id: u64,
+        total: bool,
+        targets: &'h [MemberId],
+    },
+    Reply {
+        to: MemberId,
+        id: u64,
+    },
+}
+
 impl Node {
-    pub(super) fn multicast_send(&mut self, group: GroupId, payload: &[u8]) -> Result<(), Error> {
+    /// Append an own message of any kind to the group's stream (or, during a
+    /// view change, to the queue for the next epoch) and deliver what is ready.
+    pub(super) fn submit(
+        &mut self,
+        group: GroupId,
+        head: Head<'_>,
+        payload: &[u8],
+    ) -> Result<(), Error> {
         let queue_max = self.config.send_queue_max;
         let window = u64::from(self.config.send_window);
+        let quorum = self.config.safe_quorum;
         let wedged = self.acceptor.wedged;
         let Some(local) = self.groups.get_mut(&group) else {
             return Err(Error::NotJoined(group));
         };
-        if wedged {
-            if local.deferred.len() >= queue_max {
-                return Err(Error::SendQueueFull(group));
-            }
-            local.deferred.push_back(self.pool.copy_of(payload));
+        let own = &local.streams[local.me_index];
+        let full = if wedged {
+            local.deferred.len() >= queue_max
         } else {
-            let own = &mut local.streams[local.me_index];
-            if own.hi - own.stable >= window + queue_max as u64 {
-                return Err(Error::SendQueueFull(group));
+            own.hi - own.stable >= window + queue_max as u64
+        };
+        if full {
+            return Err(Error::SendQueueFull(group));
+        }
+        let mut buf = self.pool.take();
+        match head {
+            Head::Plain(SendKind::Fifo) => buf.push(data_tag::FIFO),
+            Head::Plain(SendKind::Ordered) => buf.push(data_tag::ORDERED),
+            Head::Plain(SendKind::Safe) => buf.push(data_tag::SAFE),
+            Head::Plain(SendKind::Causal) => {
+                buf.push(data_tag::CAUSAL);
+                // Queued for the next epoch, it depends on nothing of it yet.
+                let count = if wedged { 0 } else { local.streams.len() };
+                let deps = local.streams.iter().map(|stream| stream.delivered);
+                put_causal_header(&mut buf, deps.take(count), count);
             }
-            own.push_own(self.pool.copy_of(payload));
+            Head::P2p(to) => {
+                buf.push(data_tag::P2P);
+                buf.extend_from_slice(&to.node.0.to_le_bytes());
+                buf.extend_from_slice(&to.incarnation.0.to_le_bytes());
+            }
+            Head::Query { id, total, targets } => {
+                buf.push(data_tag::QUERY);
+                put_query(
+                    &mut buf,
+                    id,
+                    total,
+                    targets.iter().copied(),
+                    targets.len(),
+                    &[],
+                );
+            }
+            Head::Reply { to, id } => {
+                buf.push(data_tag::REPLY);
+                buf.extend_from_slice(&to.node.0.to_le_bytes());
+                buf.extend_from_slice(&to.incarnation.0.to_le_bytes());
+                buf.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        buf.extend_from_slice(payload);
+        debug_assert!(DataView::parse_stored(&buf).is_ok());
+        if wedged {
+            local.deferred.push_back(buf);
+        } else {
+            local.streams[local.me_index].push_own(buf);
             local.ack_dirty = local.view.members.len() > 1;
             if !local.ack_dirty {
                 // Alone in the group: a message is stable once sent.
-                local.update_stability(&mut self.pool);
+                local.update_stability(&mut self.pool, quorum);
             }
             self.deliver_ready(group);
         }
@@ -49,6 +118,7 @@ impl Node {
 
     /// Move deferred sends into the new epoch's own stream.
     pub(super) fn release_deferred(&mut self, group: GroupId) {
+        let quorum = self.config.safe_quorum;
         let Some(local) = self.groups.get_mut(&group) else {
             return;
         };
@@ -57,12 +127,19 @@ impl Node {
             local.ack_dirty = local.view.members.len() > 1;
         }
         if local.view.members.len() == 1 {
-            local.update_stability(&mut self.pool);
+            local.update_stability(&mut self.pool, quorum);
         }
         self.deliver_ready(group);
     }
 
-    pub(super) fn on_data(&mut self, now: Instant, header: &Header, seq: u64, payload: &[u8]) {
+    pub(super) fn on_data(
+        &mut self,
+        now: Instant,
+        header: &Header,
+        seq: u64,
+        tag: u8,
+        body: &[u8],
+    ) {
         let span_max = 2 * u64::from(self.config.send_window) + self.config.send_queue_max as u64;
         let view_id = self.view_id();
         let Some(local) = self.groups.get_mut(&header.group) else {
@@ -83,7 +160,7 @@ impl Node {
         }
         let stream = &mut local.streams[sender_index];
         stream.seen_max = stream.seen_max.max(seq);
-        if stream.insert(seq, payload, &mut self.pool, span_max) {
+        if stream.insert(seq, tag, body, &mut self.pool, span_max) {
             local.ack_dirty = true;
             if stream.seen_max > stream.hi && stream.nak_due.is_none() {
                 stream.nak_due = Some(now + self.config.nak_delay);
@@ -97,6 +174,7 @@ impl Node {
 
     pub(super) fn on_ack(&mut self, now: Instant, header: &Header, entries: AckEntries<'_>) {
         let nak_delay = self.config.nak_delay;
+        let quorum = self.config.safe_quorum;
         let Some(local) = self.groups.get_mut(&header.group) else {
             return;
         };
@@ -121,7 +199,18 @@ impl Node {
                 }
             }
         }
-        local.update_stability(&mut self.pool);
+        local.update_stability(&mut self.pool, quorum);
+        // Stability releases SafeSend messages and completes flushes.
+        self.deliver_ready(header.group);
+        self.check_flushes(header.group);
+    }
+
+    pub(super) fn on_ack_wanted(&mut self, header: &Header) {
+        if let Some(local) = self.groups.get_mut(&header.group) {
+            if header.view == local.epoch {
+                local.ack_dirty = true;
+            }
+        }
     }
 
     pub(super) fn on_nak(&mut self, header: &Header, sender: MemberId, from: u64, to: u64) {
@@ -131,64 +220,8 @@ impl Node {
         if header.view != local.epoch || sender != local.me() || from > to {
             return;
         }
-        // A NAK from `from` says its sender holds every message before it:
-        // an ack. It is the one the sender gets when a receiver's last ack
-        // was lost while the window was full (the receiver, seeing all it
-        // holds stable, would never ack again).
-        if let Some(member_index) = local.index_of(header.sender) {
-            let me_index = local.me_index;
-            let held = from.saturating_sub(1).min(local.transmitted);
-            let row = &mut local.acks[member_index];
-            if held > row[me_index] {
-                row[me_index] = held;
-                local.update_stability(&mut self.pool);
-            }
-        }
         if local.retransmit.len() < RETRANSMIT_QUEUE_MAX {
             local.retransmit.push_back((header.sender, from, to));
-        }
-    }
-
-    /// Deliver, in FIFO order per sender, everything contiguous and not yet
-    /// delivered; nothing while wedged (a view change is deciding the cut) or
-    /// while waiting for state.
-    pub(super) fn deliver_ready(&mut self, group: GroupId) {
-        let loading_bug = self.config.inject_bug == Some(InjectedBug::DeliverBeforeStateLoad);
-        if self.acceptor.wedged {
-            return;
-        }
-        let Some(local) = self.groups.get(&group) else {
-            return;
-        };
-        if !local.has_state && !loading_bug {
-            return;
-        }
-        for sender_index in 0..local.streams.len() {
-            self.deliver_up_to(group, sender_index, u64::MAX);
-        }
-        if let Some(local) = self.groups.get_mut(&group) {
-            for stream in &mut local.streams {
-                stream.collect(&mut self.pool);
-            }
-        }
-    }
-
-    /// Deliver up to `limit` from one stream regardless of the wedge (the flush).
-    pub(super) fn deliver_up_to(&mut self, group: GroupId, sender_index: usize, limit: u64) {
-        let Some(local) = self.groups.get_mut(&group) else {
-            return;
-        };
-        let stream = &mut local.streams[sender_index];
-        while stream.delivered < stream.hi.min(limit) {
-            stream.delivered += 1;
-            let payload = stream.get(stream.delivered).expect("held up to hi");
-            let buf = self.pool.copy_of(payload);
-            self.events.push_back(Queued::Delivered {
-                group,
-                sender: stream.sender,
-                buf,
-            });
-            self.stats.messages_delivered += 1;
         }
     }
 
@@ -252,7 +285,9 @@ impl Node {
                     earliest = earliest.min(due);
                 }
             }
-            if local.ack_dirty {
+            if self.acceptor.wedged {
+                // No acks while wedged (see `poll_data`): nothing falls due.
+            } else if local.ack_dirty {
                 earliest = earliest.min(local.next_ack_at);
             } else if local.has_unstable() {
                 earliest = earliest.min(local.next_ack_refresh_at);
@@ -264,6 +299,7 @@ impl Node {
     /// Resends first, then fresh messages (with the ack piggybacked), then
     /// acks on their own.
     pub(super) fn poll_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.announce_all();
         let view = self.view_id();
         let frame_max = self.config.frame_max;
         let window = u64::from(self.config.send_window);
@@ -295,9 +331,9 @@ impl Node {
                 let mut writer = FrameWriter::new(buf, &header);
                 let mut seq = first;
                 while seq <= sendable {
-                    let payload = own.get(seq).expect("own unstable message held");
-                    if writer.len() + payload.len() + DATA_OVERHEAD > frame_max
-                        || !writer.push_data(payload)
+                    let stored = own.get(seq).expect("own unstable message held");
+                    if writer.len() + stored.len() + DATA_OVERHEAD > frame_max
+                        || !writer.push_stored(stored)
                     {
                         break;
                     }
@@ -319,7 +355,11 @@ impl Node {
             }
             let ack_due = (local.ack_dirty && local.next_ack_at <= now)
                 || (local.has_unstable() && local.next_ack_refresh_at <= now);
-            if ack_due && local.view.members.len() > 1 {
+            // A wedged member acknowledges nothing more: its promise reported
+            // what it holds, and the cut is built from promises. An ack past
+            // the promise could let SafeSend deliver a message the flush then
+            // drops (uniform agreement).
+            if ack_due && !wedged && local.view.members.len() > 1 {
                 let header = Header {
                     sender: local.me(),
                     view,
@@ -328,6 +368,9 @@ impl Node {
                 };
                 let mut writer = FrameWriter::new(buf, &header);
                 writer.push_ack(ack_entries(local));
+                if local.has_unstable() {
+                    writer.push(&Msg::AckWanted);
+                }
                 local.ack_dirty = false;
                 local.next_ack_at = now + ack_period;
                 local.next_ack_refresh_at = now + ack_period * 4;
@@ -349,7 +392,7 @@ fn ack_bytes(local: &LocalGroup) -> usize {
 fn ack_entries(local: &LocalGroup) -> impl Iterator<Item = AckEntry> + '_ {
     local.streams.iter().map(|stream| AckEntry {
         sender: stream.sender,
-        hi: stream.hi,
+        hi: stream.persisted,
     })
 }
 
@@ -376,10 +419,10 @@ fn write_retransmit(
         let mut writer = FrameWriter::new(buf, &header);
         let mut seq = first;
         while seq <= last {
-            let Some(payload) = own.get(seq) else { break };
+            let Some(stored) = own.get(seq) else { break };
             let fits = writer.message_count() == 0
-                || writer.len() + payload.len() + DATA_OVERHEAD <= frame_max;
-            if !fits || !writer.push_data(payload) {
+                || writer.len() + stored.len() + DATA_OVERHEAD <= frame_max;
+            if !fits || !writer.push_stored(stored) {
                 break;
             }
             seq += 1;

@@ -2,7 +2,11 @@
 //!
 //! Invariants: `base <= stable + 1` and `base <= delivered + 1` (nothing
 //! unstable or undelivered is dropped); `delivered <= hi`; every seq in
-//! `base..=hi` has a payload in `slots`; slots above `hi` may have holes.
+//! `base..=hi` has a message in `slots`; slots above `hi` may have holes;
+//! `stable <= safe <= persisted <= hi` for the own stream's view of itself.
+//!
+//! A slot holds a *stored* data message: its tag byte (its kind), then its
+//! body (`wire::DataView`).
 
 use std::collections::VecDeque;
 
@@ -21,6 +25,12 @@ pub(crate) struct Stream {
     pub(crate) delivered: u64,
     /// Every member of the view has received every seq `<= stable`.
     pub(crate) stable: u64,
+    /// SafeSend's threshold: every seq `<= safe` was acknowledged by every
+    /// member, or by `Config::safe_quorum` members.
+    pub(crate) safe: u64,
+    /// What this member acknowledges: every seq `<= persisted` is received
+    /// and persisted (see `persist_received`).
+    pub(crate) persisted: u64,
     /// Highest seq known to exist (seen in data or in the sender's ack).
     pub(crate) seen_max: u64,
     /// When to ask the sender for the gap above `hi`.
@@ -36,6 +46,8 @@ impl Stream {
             hi: 0,
             delivered: 0,
             stable: 0,
+            safe: 0,
+            persisted: 0,
             seen_max: 0,
             nak_due: None,
         }
@@ -46,7 +58,8 @@ impl Stream {
     pub(crate) fn insert(
         &mut self,
         seq: u64,
-        payload: &[u8],
+        tag: u8,
+        body: &[u8],
         pool: &mut BufPool,
         span_max: u64,
     ) -> bool {
@@ -60,11 +73,12 @@ impl Stream {
         if self.slots[index].is_some() {
             return false;
         }
-        self.slots[index] = Some(pool.copy_of(payload));
+        self.slots[index] = Some(pool.tagged(tag, body));
         self.seen_max = self.seen_max.max(seq);
         while self.slot(self.hi + 1).is_some() {
             self.hi += 1;
         }
+        self.persist_received();
         true
     }
 
@@ -74,7 +88,16 @@ impl Stream {
         self.slots.push_back(Some(buf));
         self.hi += 1;
         self.seen_max = self.hi;
+        self.persist_received();
         self.hi
+    }
+
+    /// The durability seam (docs/ordering.md): acks advertise `persisted`,
+    /// so SafeSend delivery and stability wait for it. Without a log a
+    /// received message is persisted at once; the durable mode replaces
+    /// this step by an append whose fsync completion advances `persisted`.
+    fn persist_received(&mut self) {
+        self.persisted = self.hi;
     }
 
     fn slot(&self, seq: u64) -> Option<&Vec<u8>> {
@@ -90,7 +113,8 @@ impl Stream {
         self.slot(seq).map(Vec::as_slice)
     }
 
-    /// Unstable messages held, in order (what a flush may need from us).
+    /// Unstable messages held, in order (what a flush may need from us):
+    /// seq and stored form.
     pub(crate) fn unstable(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
         let base = self.base;
         let stable = self.stable;

@@ -11,6 +11,7 @@
 //! constant factor of the input's length: every count read from the wire is
 //! checked against the bytes that remain before anything is reserved.
 
+use super::data::{data_tag, is_data_tag, DataView};
 use super::msg::{
     AckEntries, AckEntry, CarriedMsg, GroupDigest, GroupRecord, Header, JoinRequest, Msg, Promise,
     Proposal, ADDR_MAX, GROUP_NAME_MAX, MAGIC, VERSION,
@@ -52,6 +53,11 @@ pub mod tag {
     pub const EXCLUDED: u8 = 16;
     pub const STATE_CHUNK: u8 = 17;
     pub const STATE_ACK: u8 = 18;
+    /// Tags 19 to 25: the data messages of the other kinds (`wire::data_tag`).
+    pub const FIRST_TYPED_DATA: u8 = super::data_tag::CAUSAL;
+    pub const LAST_TYPED_DATA: u8 = super::data_tag::REPLY;
+    pub const ACK_WANTED: u8 = 26;
+    pub const LAST: u8 = ACK_WANTED;
 }
 
 /// The tag a sub-message is encoded with.
@@ -75,6 +81,8 @@ pub fn msg_tag(msg: &Msg<'_>) -> u8 {
         Msg::Excluded { .. } => tag::EXCLUDED,
         Msg::StateChunk { .. } => tag::STATE_CHUNK,
         Msg::StateAck { .. } => tag::STATE_ACK,
+        Msg::Typed { tag, .. } => *tag,
+        Msg::AckWanted => tag::ACK_WANTED,
     }
 }
 
@@ -271,6 +279,10 @@ fn put_carried(out: &mut Vec<u8>, carried: &CarriedMsg) -> Put {
     put_u64(out, carried.group.0);
     put_member(out, carried.sender);
     put_u64(out, carried.seq);
+    if !is_data_tag(carried.tag) || DataView::parse(carried.tag, &carried.payload).is_err() {
+        return Err(Unencodable);
+    }
+    put_u8(out, carried.tag);
     put_bytes(out, &carried.payload)
 }
 
@@ -325,13 +337,14 @@ fn put_promise(out: &mut Vec<u8>, promise: &Promise) -> Put {
 fn put_body(out: &mut Vec<u8>, msg: &Msg<'_>) -> Put {
     match msg {
         Msg::Data { payload } => out.extend_from_slice(payload),
+        Msg::Typed { body, .. } => out.extend_from_slice(body),
         Msg::Ack { entries } => out.extend_from_slice(entries.raw()),
         Msg::Nak { sender, from, to } => {
             put_member(out, *sender);
             put_u64(out, *from);
             put_u64(out, *to);
         }
-        Msg::Heartbeat => {}
+        Msg::Heartbeat | Msg::AckWanted => {}
         Msg::Join(request) => {
             put_member_info(out, &request.member)?;
             put_vec(out, &request.groups, |out, name| {
@@ -390,6 +403,7 @@ fn put_body(out: &mut Vec<u8>, msg: &Msg<'_>) -> Put {
 fn body_len_hint(msg: &Msg<'_>) -> usize {
     match msg {
         Msg::Data { payload } => payload.len(),
+        Msg::Typed { body, .. } => body.len(),
         Msg::Ack { entries } => entries.raw().len(),
         Msg::StateChunk { bytes, .. } => STATE_CHUNK_FIXED_BYTES + bytes.len(),
         // Fixed-size or small bodies: a one-byte length.
@@ -436,8 +450,13 @@ impl<'b> FrameWriter<'b> {
     /// already holds `u16::MAX` sub-messages, or if `msg` violates a wire
     /// limit (see the type's documentation).
     pub fn push(&mut self, msg: &Msg<'_>) -> bool {
-        if let Msg::Data { payload } = msg {
-            return self.push_data(payload);
+        match msg {
+            Msg::Data { payload } => return self.push_data(payload),
+            Msg::Typed { tag, body } => {
+                // FIFO data is `Msg::Data`: one message, one encoding.
+                return *tag != tag::DATA && self.push_typed(*tag, body);
+            }
+            _ => {}
         }
         if self.is_full() {
             return false;
@@ -455,16 +474,34 @@ impl<'b> FrameWriter<'b> {
     /// Append a `Data` sub-message: the hot path. Allocates nothing beyond
     /// the growth of the buffer (none if it has room for the message).
     pub fn push_data(&mut self, payload: &[u8]) -> bool {
+        self.push_typed(tag::DATA, payload)
+    }
+
+    /// Append a stored data message (its tag byte, then its body), as a
+    /// stream holds it. False, writing nothing, unless the tag is a data tag
+    /// and the body parses (or on the limits of `push`).
+    pub fn push_stored(&mut self, stored: &[u8]) -> bool {
+        match stored.split_first() {
+            Some((&tag, body)) => self.push_typed(tag, body),
+            None => false,
+        }
+    }
+
+    /// Append a data message of any kind: the tag and its body.
+    fn push_typed(&mut self, tag: u8, body: &[u8]) -> bool {
         let Some(seq) = self.data_seq else {
             return false;
         };
-        if self.is_full() || u32::try_from(payload.len()).is_err() {
+        if self.is_full() || u32::try_from(body.len()).is_err() {
+            return false;
+        }
+        if tag != tag::DATA && DataView::parse(tag, body).is_err() {
             return false;
         }
         let start = self.buf.len();
-        let slot = slot_len(payload.len());
-        self.open(tag::DATA, slot);
-        self.buf.extend_from_slice(payload);
+        let slot = slot_len(body.len());
+        self.open(tag, slot);
+        self.buf.extend_from_slice(body);
         if !self.seal(start, slot) {
             return false;
         }
@@ -723,12 +760,18 @@ impl<'a> Reader<'a> {
         let group = GroupId(self.u64(WHAT)?);
         let sender = self.member(WHAT)?;
         let seq = self.u64(WHAT)?;
-        let payload = self.bytes(WHAT)?.to_vec();
+        let tag = self.u8(WHAT)?;
+        if !is_data_tag(tag) {
+            return Err(DecodeError::Invalid("carried message tag"));
+        }
+        let payload = self.bytes(WHAT)?;
+        DataView::parse(tag, payload)?;
         Ok(CarriedMsg {
             group,
             sender,
             seq,
-            payload,
+            tag,
+            payload: payload.to_vec(),
         })
     }
 
@@ -811,8 +854,8 @@ impl<'a> Reader<'a> {
 const MIN_MEMBER_INFO: usize = 8 + 2;
 /// Id, a one-byte name, view id and five empty member lists.
 const MIN_GROUP_RECORD: usize = 8 + 3 + 8 + 5 * 4;
-/// Group, sender, seq and an empty payload.
-const MIN_CARRIED: usize = 8 + 8 + 8 + 4;
+/// Group, sender, seq, tag and an empty payload.
+const MIN_CARRIED: usize = 8 + 8 + 8 + 1 + 4;
 /// Group, has_state and no entries.
 const MIN_DIGEST: usize = 8 + 1 + 4;
 /// A one-byte group name.
@@ -825,6 +868,12 @@ fn read_msg<'a>(tag: u8, body: &'a [u8]) -> Read<Msg<'a>> {
         tag::DATA => Msg::Data {
             payload: r.take_rest(),
         },
+        tag::ACK_WANTED => Msg::AckWanted,
+        tag::FIRST_TYPED_DATA..=tag::LAST_TYPED_DATA => {
+            let body = r.take_rest();
+            DataView::parse(tag, body)?;
+            Msg::Typed { tag, body }
+        }
         tag::ACK => {
             let raw = r.take_rest();
             let entries =
@@ -921,7 +970,7 @@ fn split_msg(rest: &[u8]) -> Read<(u8, &[u8], &[u8])> {
     let Some((&tag, after_tag)) = rest.split_first() else {
         return Err(DecodeError::Truncated("sub-message tag"));
     };
-    if !(tag::DATA..=tag::STATE_ACK).contains(&tag) {
+    if !(tag::DATA..=tag::LAST).contains(&tag) {
         return Err(DecodeError::UnknownMessageTag(tag));
     }
     let (len, len_bytes) = read_varint(after_tag)?;
@@ -958,7 +1007,7 @@ impl<'a> Frame<'a> {
         let mut data_seq = Some(header.seq);
         for _ in 0..count {
             let (msg, after) = next_msg(rest)?;
-            if let Msg::Data { .. } = msg {
+            if let Msg::Data { .. } | Msg::Typed { .. } = msg {
                 let seq = data_seq.ok_or(DecodeError::Invalid("data sequence (past u64::MAX)"))?;
                 data_seq = seq.checked_add(1);
             }
@@ -1082,7 +1131,7 @@ mod tests {
     #[test]
     fn tag_range_matches_decoder() {
         for tag in 0..=u8::MAX {
-            let known = (tag::DATA..=tag::STATE_ACK).contains(&tag);
+            let known = (tag::DATA..=tag::LAST).contains(&tag);
             let unknown = matches!(read_msg(tag, &[]), Err(DecodeError::UnknownMessageTag(_)));
             assert_eq!(known, !unknown, "tag {tag}");
         }

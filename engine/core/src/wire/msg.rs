@@ -105,6 +105,9 @@ pub struct CarriedMsg {
     pub group: GroupId,
     pub sender: MemberId,
     pub seq: u64,
+    /// The message's data tag (its kind, `wire::data_tag`).
+    pub tag: u8,
+    /// The message's body (for FIFO `Data`, the payload).
     pub payload: Vec<u8>,
 }
 
@@ -167,6 +170,18 @@ pub enum Msg<'a> {
     Data {
         payload: &'a [u8],
     },
+    /// A data message of another kind than FIFO (tags 19 to 25, see
+    /// `wire::DataView`); takes a sequence number like `Data`. The decoder
+    /// has validated `body` for `tag`.
+    Typed {
+        tag: u8,
+        body: &'a [u8],
+    },
+    /// The sender holds messages of `header.group` it does not know stable:
+    /// every member answers with its receive vector (`Ack`) soon. Without
+    /// it, a member that believes everything stable stops repeating its
+    /// vector, and a lost last ack would stall SafeSend and `flush` forever.
+    AckWanted,
     /// The sender's receive vector for `header.group` in epoch `header.view`.
     Ack {
         entries: AckEntries<'a>,

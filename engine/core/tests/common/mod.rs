@@ -5,13 +5,22 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use osiris_core::{Config, Dest, Event, GroupId, GroupView, Instant, MemberId, Node};
+use osiris_core::{
+    Config, Dest, Event, FlushId, GroupId, GroupView, Instant, MemberId, Node, QueryId, QueryRef,
+    SendKind,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     DomainView(u64, Vec<MemberId>),
     GroupView(GroupView),
-    Delivered(GroupId, MemberId, Vec<u8>),
+    Delivered(GroupId, MemberId, Vec<u8>, SendKind),
+    P2p(GroupId, MemberId, Vec<u8>),
+    Flushed(GroupId, FlushId),
+    QueryRequest(QueryRef, Vec<u8>),
+    QueryReply(QueryId, MemberId, Vec<u8>),
+    QueryFailed(QueryId, MemberId),
+    QueryDone(QueryId, bool),
     StateLoaded(GroupId, Vec<u8>, bool),
     CheckpointGiven(GroupId, Vec<u8>),
     GroupLeft(GroupId),
@@ -35,6 +44,8 @@ pub struct Cluster {
     pub state: Vec<BTreeMap<GroupId, Vec<u8>>>,
     /// Frames from `from` to `to` are dropped while this says so.
     pub cut: DropRule,
+    /// Answer every query request at once with "re:" + the request.
+    pub auto_reply: bool,
     buf: Vec<u8>,
 }
 
@@ -51,6 +62,11 @@ pub fn config(node: u32, nodes: u32) -> Config {
 
 impl Cluster {
     pub fn new(count: usize) -> Cluster {
+        Cluster::with_config(count, |_| {})
+    }
+
+    /// A cluster whose every node's config is first adjusted by `adjust`.
+    pub fn with_config(count: usize, adjust: impl Fn(&mut Config)) -> Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             now: Instant(1_000_000),
@@ -60,11 +76,13 @@ impl Cluster {
             seen: vec![Vec::new(); count],
             state: vec![BTreeMap::new(); count],
             cut: Box::new(|_, _, _| false),
+            auto_reply: true,
             buf: Vec::new(),
         };
         for index in 0..count {
-            let node =
-                Node::new(config(index as u32, count as u32), cluster.now).expect("valid config");
+            let mut config = config(index as u32, count as u32);
+            adjust(&mut config);
+            let node = Node::new(config, cluster.now).expect("valid config");
             cluster.nodes.push(Some(node));
         }
         cluster
@@ -129,11 +147,32 @@ impl Cluster {
                     Event::Delivered {
                         group,
                         sender,
+                        kind,
                         payload,
                     } => {
                         state.entry(group).or_default().extend_from_slice(payload);
-                        Seen::Delivered(group, sender, payload.to_vec())
+                        Seen::Delivered(group, sender, payload.to_vec(), kind)
                     }
+                    Event::P2p {
+                        group,
+                        sender,
+                        payload,
+                    } => Seen::P2p(group, sender, payload.to_vec()),
+                    Event::Flushed { group, id } => Seen::Flushed(group, id),
+                    Event::QueryRequest { query, payload, .. } => {
+                        let request = payload.to_vec();
+                        if self.auto_reply {
+                            let mut answer = b"re:".to_vec();
+                            answer.extend_from_slice(&request);
+                            node.reply(now, query, &answer).expect("fresh query");
+                        }
+                        Seen::QueryRequest(query, request)
+                    }
+                    Event::QueryReply { id, from, payload } => {
+                        Seen::QueryReply(id, from, payload.to_vec())
+                    }
+                    Event::QueryFailed { id, member } => Seen::QueryFailed(id, member),
+                    Event::QueryDone { id, timed_out } => Seen::QueryDone(id, timed_out),
                     Event::CheckpointRequested { group, .. } => {
                         let checkpoint = state.get(&group).cloned().unwrap_or_default();
                         node.provide_checkpoint(now, group, &checkpoint)
@@ -217,4 +256,17 @@ impl Cluster {
     pub fn crash(&mut self, index: usize) {
         self.nodes[index] = None;
     }
+}
+
+/// A cluster of `count` nodes whose first `members_in_group` joined group "g".
+pub fn formed(count: usize, members_in_group: usize) -> (Cluster, GroupId) {
+    let mut cluster = Cluster::new(count);
+    cluster.run_for_ms(500);
+    let now = cluster.now;
+    let mut group = GroupId::DOMAIN;
+    for index in 0..members_in_group {
+        group = cluster.node(index).join_group(now, "g").unwrap();
+    }
+    cluster.run_for_ms(500);
+    (cluster, group)
 }

@@ -3,9 +3,9 @@
 //! Every checker is a pure function of the recorded history (and, for
 //! liveness, of the final snapshot), so each is unit-tested on small synthetic
 //! histories: one that violates the property and one that respects it.
-//! The numbering follows ARCHITECTURE.md §7 (5, causal and total order, has no
-//! checker yet: the core only offers Send, whose FIFO guarantee is checked by
-//! `integrity`).
+//! The numbering follows ARCHITECTURE.md §7: `ordering` checks property 5
+//! (causal, total order, SafeSend uniform agreement; FIFO is in `integrity`),
+//! `query` checks that queries complete.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -17,7 +17,9 @@ use crate::history::{Record, RecordKind};
 pub mod agreement;
 pub mod integrity;
 pub mod liveness;
+pub mod ordering;
 pub mod primary_partition;
+pub mod query;
 pub mod state_transfer;
 pub mod view_synchrony;
 
@@ -146,6 +148,8 @@ pub fn check_all(history: &[Record], last: Option<&FinalSnapshot>) -> Vec<Violat
     violations.extend(cap(view_synchrony::check(history)));
     violations.extend(cap(integrity::check(history)));
     violations.extend(cap(state_transfer::check(history)));
+    violations.extend(cap(ordering::check(history)));
+    violations.extend(cap(query::check(history)));
     if let Some(snapshot) = last {
         violations.extend(cap(liveness::check(history, snapshot)));
     }
@@ -155,7 +159,7 @@ pub fn check_all(history: &[Record], last: Option<&FinalSnapshot>) -> Vec<Violat
 /// Builders for synthetic histories in the checkers' unit tests.
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use osiris_core::{DomainView, GroupId, GroupView, MemberId, MemberInfo, ViewId};
+    use osiris_core::{DomainView, GroupId, GroupView, MemberId, MemberInfo, SendKind, ViewId};
 
     use crate::app::{encode_payload, GroupState};
     use crate::history::{fnv1a, MsgId, Record, RecordKind};
@@ -228,22 +232,32 @@ pub(crate) mod fixtures {
     }
 
     pub fn sent(time: u64, id: MsgId) -> Record {
+        sent_kind(time, id, SendKind::Fifo)
+    }
+
+    pub fn sent_kind(time: u64, id: MsgId, kind: SendKind) -> Record {
         let kind = RecordKind::Sent {
             group: GROUP,
             msg: id,
             payload_hash: fnv1a(&payload(id)),
             probe: false,
+            kind,
         };
         record(time, id.sender, kind)
     }
 
     pub fn delivered(time: u64, at: MemberId, id: MsgId) -> Record {
+        delivered_kind(time, at, id, SendKind::Fifo)
+    }
+
+    pub fn delivered_kind(time: u64, at: MemberId, id: MsgId, kind: SendKind) -> Record {
         let kind = RecordKind::Delivered {
             group: GROUP,
             sender: id.sender,
             msg: Some(id),
             payload_hash: fnv1a(&payload(id)),
             probe: false,
+            kind,
         };
         record(time, at, kind)
     }

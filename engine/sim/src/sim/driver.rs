@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use osiris_core::{Config, Dest, Event, GroupId, Incarnation, Instant, MemberId, Node};
+use osiris_core::{Config, Dest, Event, GroupId, Incarnation, Instant, MemberId, Node, QueryRef};
 
 use super::{AppGroup, AppNode, Phase, SimEvent, Simulation};
 use crate::app::{decode_payload, GroupState};
@@ -15,6 +15,12 @@ use crate::history::{fnv1a, fnv1a_continue, group_label, MsgId, Record, RecordKi
 const DRAIN_STEPS_MAX: usize = 1_000_000;
 /// Virtual time one runtime duty cycle takes when a node's deadline is overdue.
 const TIMER_SPIN_NS: u64 = 100_000;
+
+/// What the application does in answer to an event.
+enum Followup {
+    Checkpoint(GroupId, u64),
+    Reply(QueryRef, Vec<u8>),
+}
 
 /// Everything event handling touches besides the `Node` itself.
 struct EventSink<'a> {
@@ -47,8 +53,9 @@ impl EventSink<'_> {
         });
     }
 
-    /// Apply one event to the app and the history; returns a checkpoint request.
-    fn on_event(&mut self, event: Event<'_>) -> Option<(GroupId, u64)> {
+    /// Apply one event to the app and the history; returns what the app
+    /// must do about it (provide a checkpoint, reply to a query).
+    fn on_event(&mut self, event: Event<'_>) -> Option<Followup> {
         let me = self.app.member;
         match event {
             Event::DomainView(view) => {
@@ -73,6 +80,7 @@ impl EventSink<'_> {
                 group,
                 sender,
                 payload,
+                kind,
             } => {
                 let decoded = decode_payload(payload);
                 let probe = decoded.is_some_and(|(_, probe)| probe);
@@ -97,12 +105,13 @@ impl EventSink<'_> {
                         msg,
                         payload_hash,
                         probe,
+                        kind,
                     },
                 );
             }
             Event::CheckpointRequested { group, view_id } => {
                 self.record(me, RecordKind::CheckpointRequested { group, view_id });
-                return Some((group, view_id));
+                return Some(Followup::Checkpoint(group, view_id));
             }
             Event::StateLoaded {
                 group,
@@ -155,6 +164,20 @@ impl EventSink<'_> {
                 self.app.stopped = Some(reason);
                 self.app.groups.clear();
             }
+            Event::QueryRequest { query, payload, .. } => {
+                self.record(me, RecordKind::QueryRequest { query });
+                return Some(Followup::Reply(query, payload.to_vec()));
+            }
+            Event::QueryReply { id, from, .. } => {
+                self.record(me, RecordKind::QueryReply { id, from })
+            }
+            Event::QueryFailed { id, member } => {
+                self.record(me, RecordKind::QueryFailed { id, member })
+            }
+            Event::QueryDone { id, timed_out } => {
+                self.record(me, RecordKind::QueryDone { id, timed_out })
+            }
+            Event::P2p { .. } | Event::Flushed { .. } => {}
         }
         None
     }
@@ -201,6 +224,11 @@ fn describe_frame(bytes: &[u8]) -> String {
             ),
             Msg::Nak { sender, from, to } => format!("Nak({sender} {from}..={to})"),
             Msg::Heartbeat => "Hb".to_string(),
+            Msg::AckWanted => "AckWanted".to_string(),
+            Msg::Typed { tag, body } => match osiris_core::wire::DataView::parse(tag, body) {
+                Ok(view) => format!("{view:?}"),
+                Err(_) => format!("Typed({tag}?)"),
+            },
             Msg::Join(request) => format!("Join({} {:?})", request.member.id, request.groups),
             Msg::GroupChange { member, name, join } => {
                 format!("GroupChange({member} {name} join={join})")
@@ -530,8 +558,18 @@ impl Simulation {
             probes_delivered: &mut self.probes_delivered,
             violations: &mut self.violations,
         };
-        let Some((group, view_id)) = sink.on_event(event) else {
-            return true;
+        let (group, view_id) = match sink.on_event(event) {
+            None => return true,
+            Some(Followup::Checkpoint(group, view_id)) => (group, view_id),
+            Some(Followup::Reply(query, payload)) => {
+                // Back-pressure or a view change may refuse it: the caller
+                // then sees a failure marker or a timeout.
+                if let Err(error) = node.reply(Instant(now), query, &payload) {
+                    let text = format!("reply to query #{} -> {error}", query.id.0);
+                    self.note(Some(index), text);
+                }
+                return true;
+            }
         };
         let me = sim.app.member;
         let state = match sim

@@ -2,7 +2,9 @@
 //! messages at random times, and in the liveness phase wait for the system to
 //! settle and send probes that must reach everyone.
 
-use osiris_core::{Error, GroupId, Instant, Status};
+use std::time::Duration;
+
+use osiris_core::{Error, GroupId, Instant, QueryOrder, QuerySpec, QueryTarget, SendKind, Status};
 
 use super::{Phase, SimEvent, Simulation, APP_TICK_NS};
 use crate::app::{encode_payload, PAYLOAD_FILLER_MAX};
@@ -14,6 +16,8 @@ use crate::net::NANOS_PER_MS;
 const REQUEST_RETRY_NS: u64 = 1_000 * NANOS_PER_MS;
 /// Probes each node sends to each of its groups once the system settled.
 const PROBES_PER_GROUP: usize = 2;
+/// How long a workload query waits for its replies.
+const QUERY_TIMEOUT_MS: u64 = 1_000;
 
 impl Simulation {
     pub(super) fn app_tick(&mut self, index: usize) {
@@ -104,8 +108,15 @@ impl Simulation {
         } else {
             1
         };
+        let kinds = self.options.kinds.multicasts();
+        let choices = kinds.len() as u64 + u64::from(self.options.kinds.query);
         for _ in 0..count {
-            match self.send_one(index, group, false) {
+            let choice = self.rng_work.index(choices as usize);
+            let outcome = match kinds.get(choice) {
+                Some(kind) => self.send_one(index, group, false, *kind),
+                None => self.query_one(index, group),
+            };
+            match outcome {
                 Ok(()) => {}
                 Err(Error::SendQueueFull(_)) => {
                     self.stats.backpressure += 1;
@@ -123,8 +134,43 @@ impl Simulation {
         }
     }
 
+    /// Ask a query of a random shape; record it if accepted.
+    fn query_one(&mut self, index: usize, group: GroupId) -> Result<(), Error> {
+        let now = self.now;
+        let target = match self.rng_work.index(3) {
+            0 => QueryTarget::All,
+            1 => QueryTarget::One,
+            _ => QueryTarget::K(2),
+        };
+        let order = if self.rng_work.index(2) == 0 {
+            QueryOrder::Fifo
+        } else {
+            QueryOrder::Total
+        };
+        let spec = QuerySpec {
+            target,
+            order,
+            timeout: Duration::from_millis(QUERY_TIMEOUT_MS),
+        };
+        let sim = &mut self.nodes[index];
+        let Some(node) = sim.node.as_mut() else {
+            return Err(Error::Stopped);
+        };
+        let all = (target == QueryTarget::All).then(|| node.group_members(group).to_vec());
+        let id = node.query(Instant(now), group, spec, b"query")?;
+        self.record(index, RecordKind::QuerySent { group, id, all });
+        self.drain(index);
+        Ok(())
+    }
+
     /// Build and send one workload message (or probe); record it if accepted.
-    fn send_one(&mut self, index: usize, group: GroupId, probe: bool) -> Result<(), Error> {
+    fn send_one(
+        &mut self,
+        index: usize,
+        group: GroupId,
+        probe: bool,
+        kind: SendKind,
+    ) -> Result<(), Error> {
         let now = self.now;
         let filler_len = self.rng_work.range_inclusive(0, PAYLOAD_FILLER_MAX as u64) as usize;
         let mut filler = [0u8; PAYLOAD_FILLER_MAX];
@@ -138,7 +184,7 @@ impl Simulation {
             counter: sim.app.counter + 1,
         };
         encode_payload(msg, probe, &filler[..filler_len], &mut self.payload);
-        node.send(Instant(now), group, &self.payload)?;
+        node.send_kind(Instant(now), group, kind, &self.payload)?;
         sim.app.counter += 1;
         let payload_hash = fnv1a(&self.payload);
         self.record(
@@ -148,6 +194,7 @@ impl Simulation {
                 msg,
                 payload_hash,
                 probe,
+                kind,
             },
         );
         if probe {
@@ -221,8 +268,14 @@ impl Simulation {
             return;
         }
         let pending = std::mem::take(&mut self.probes_unsent);
+        let mut kinds = self.options.kinds.multicasts();
+        if kinds.is_empty() {
+            kinds.push(SendKind::Fifo);
+        }
         for (index, group, last) in pending {
-            match self.send_one(index, group, true) {
+            // Probes cycle through the kinds: each must be live.
+            let kind = kinds[(self.probes_sent.len() + index) % kinds.len()];
+            match self.send_one(index, group, true, kind) {
                 Ok(()) => {}
                 Err(error) => {
                     if let Error::SendQueueFull(_) = error {
