@@ -221,3 +221,82 @@ fn every_send_kind_flush_point_to_point_and_query() {
         node.shutdown();
     }
 }
+
+/// Flow control: a receiver whose handler is slow holds the sender back.
+/// The sender's backlog (sent by the application, not yet delivered at the
+/// slow member) stays within the submission ring plus the core's window and
+/// queue, instead of growing with the number of messages sent.
+#[test]
+fn a_slow_receiver_bounds_what_the_sender_holds() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let slow_config = |node: u32, seeds: &[SocketAddr]| {
+        let mut config = config(node, seeds, IdleStrategy::default());
+        // The slow handler stalls its data plane for long stretches: keep
+        // the failure detector out of this test.
+        config.core.suspect_timeout = Duration::from_secs(20);
+        config.core.view_change_timeout = Duration::from_secs(20);
+        config
+    };
+    let fast = Node::start(slow_config(1, &[])).unwrap();
+    let slow = Node::start(slow_config(2, &[fast.local_addr()])).unwrap();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let size = Arc::new(Mutex::new(0));
+    let sender = {
+        let size = Arc::clone(&size);
+        fast.group("flow")
+            .on_view(move |view| *size.lock().unwrap() = view.members.len())
+            .join()
+            .unwrap()
+    };
+    let _receiver = {
+        let delivered = Arc::clone(&delivered);
+        slow.group("flow")
+            .on_message(move |_| {
+                // About 20 µs of work per message.
+                let until = Instant::now() + Duration::from_micros(20);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                delivered.fetch_add(1, Ordering::Relaxed);
+            })
+            .join()
+            .unwrap()
+    };
+    wait_until("the two-member view", Duration::from_secs(10), || {
+        *size.lock().unwrap() == 2
+    });
+    let core = &fast.config().core;
+    // Where the backlog can sit: the submission ring (+1 held aside), the
+    // sender core's queue, one window sent but not yet acked, and one window
+    // the receiver acked (it acks in the cycle it receives) but whose upcalls
+    // are still running.
+    let bound = fast.config().submit_ring_len as u64
+        + 1
+        + core.send_queue_max as u64
+        + 2 * u64::from(core.send_window);
+    const COUNT: u64 = 60_000;
+    let mut max_backlog = 0;
+    for sent in 1..=COUNT {
+        sender.send(&[1u8; 64]).unwrap();
+        max_backlog = max_backlog.max(sent - delivered.load(Ordering::Relaxed));
+    }
+    wait_until(
+        "every delivery at the slow member",
+        Duration::from_secs(30),
+        || delivered.load(Ordering::Relaxed) == COUNT,
+    );
+    println!("max backlog {max_backlog} (bound {bound}) over {COUNT} messages");
+    assert!(max_backlog <= bound, "backlog {max_backlog} beyond {bound}");
+    // The sender was really held back (else the test shows nothing).
+    assert!(
+        max_backlog > u64::from(core.send_window),
+        "backlog {max_backlog}"
+    );
+    let stats = fast.stats().unwrap();
+    assert!(
+        stats.send_stalls > 0,
+        "the data plane never held a send back"
+    );
+    fast.shutdown();
+    slow.shutdown();
+}
