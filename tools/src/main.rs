@@ -4,10 +4,13 @@
 
 mod bench;
 mod demo;
+mod latency;
 mod member;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -44,25 +47,103 @@ enum Command {
     Bench(BenchCommand),
 }
 
+/// Options every benchmark shares.
+#[derive(Debug, clap::Args)]
+struct BenchSetup {
+    /// Send kind.
+    #[arg(long, default_value = "send", value_parser = ["send", "causal", "ordered", "safe"])]
+    kind: String,
+    /// Member processes.
+    #[arg(long, default_value_t = 3)]
+    members: u32,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Idle strategy of every member's data plane.
+    #[arg(long, default_value = "backoff", value_parser = ["backoff", "block", "yield", "busy-spin"])]
+    idle: String,
+    /// Pin member i's data plane to core i (mod the cores there are).
+    #[arg(long)]
+    pin: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchSetup {
+    fn into_setup(self) -> bench::Setup {
+        bench::Setup {
+            kind: self.kind,
+            members: self.members,
+            size: self.size,
+            idle: self.idle,
+            pin: self.pin,
+            json: self.json,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Delivered messages per second between member processes on loopback,
     /// beside raw UDP (sendmmsg/recvmmsg) measured in the same run.
     Throughput {
-        /// Send kind.
-        #[arg(long, default_value = "send", value_parser = ["send", "causal", "ordered", "safe"])]
-        kind: String,
-        #[arg(long, default_value_t = 3)]
-        members: u32,
+        #[command(flatten)]
+        setup: BenchSetup,
+        /// Members that send (the first ones).
         #[arg(long, default_value_t = 1)]
         senders: u32,
-        /// Message size in bytes.
-        #[arg(long, default_value_t = 64)]
-        size: usize,
         /// Messages per sender.
         #[arg(long, default_value_t = 200_000)]
         count: u64,
     },
+    /// Self-delivery latency of a send kind at a fixed offered rate
+    /// (coordinated omission corrected) or at saturation, and the
+    /// member-to-member round trip, beside raw UDP ping-pong.
+    Latency {
+        #[command(flatten)]
+        setup: BenchSetup,
+        /// Messages measured.
+        #[arg(long, default_value_t = 50_000)]
+        count: u64,
+        /// Offered rate in messages per second; 0 = saturation.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+    },
+}
+
+/// Counts heap allocations of the whole process, so that `stats` (and
+/// `osiris bench`) can report allocations per delivered message. One relaxed
+/// atomic add per allocation; the steady state makes none.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is a relaxed atomic that never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this layout (above).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc` is passed on as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Heap allocations since the process started.
+pub(crate) fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
 }
 
 fn main() -> ExitCode {
@@ -71,23 +152,21 @@ fn main() -> ExitCode {
         Command::Demo { members, burst } => demo::run(members, burst),
         Command::Node { config } => member::run(&config),
         Command::Bench(BenchCommand::Throughput {
-            kind,
-            members,
+            setup,
             senders,
-            size,
             count,
         }) => bench::throughput(bench::Throughput {
-            kind: match kind.as_str() {
-                "causal" => "causal",
-                "ordered" => "ordered",
-                "safe" => "safe",
-                _ => "send",
-            },
-            members,
+            setup: setup.into_setup(),
             senders,
-            size,
             count,
         }),
+        Command::Bench(BenchCommand::Latency { setup, count, rate }) => {
+            bench::latency(bench::Latency {
+                setup: setup.into_setup(),
+                count,
+                rate,
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ use osiris_runtime::{
 
 use osiris_tools::report::{chain, member, members};
 
+use crate::latency::{probe_node, Probe, HEADER_LEN, PING, PONG, PROBE};
+
 /// Prints one line atomically (handlers and the command loop both print).
 fn say(line: std::fmt::Arguments<'_>) {
     let stdout = std::io::stdout();
@@ -46,6 +48,8 @@ struct GroupState {
     /// The index the next burst message this member sends carries: indices
     /// go on across bursts, so a sender's whole stream is one sequence.
     burst_next: u64,
+    /// The latency probe or ping-pong running, if any.
+    probe: Option<Probe>,
 }
 
 /// `FIFOERR` lines printed per group at most (the count goes on).
@@ -108,6 +112,30 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                     burst(group, state, name, count, size.parse().unwrap_or(64), kind)
                 })
             }
+            ["latency", name, count, size, kind, rate] => with_group(&groups, name, |group, state| {
+                let node = node.config().core.node.0;
+                latency(group, state, node, count.parse().unwrap_or(0), size.parse().unwrap_or(64), kind_of(kind), rate.parse().unwrap_or(0))?;
+                let state = state.0.lock().unwrap_or_else(|e| e.into_inner());
+                let summary = state.probe.as_ref().map(Probe::summary).unwrap_or_default();
+                say(format_args!("LATENCY {name} {summary}"));
+                Ok(())
+            }),
+            ["ping", name, peer, count, size] => with_group(&groups, name, |group, state| {
+                let node = node.config().core.node.0;
+                let peer = MemberId::new(peer.parse().unwrap_or(0), 1);
+                ping(group, state, node, peer, count.parse().unwrap_or(0), size.parse().unwrap_or(64))?;
+                let state = state.0.lock().unwrap_or_else(|e| e.into_inner());
+                let summary = state.probe.as_ref().map(Probe::summary).unwrap_or_default();
+                say(format_args!("RTT {name} {summary}"));
+                Ok(())
+            }),
+            ["mark", name] => with_group(&groups, name, |_, state| {
+                // Start a new measurement window for REACHED.
+                let mut state = state.0.lock().unwrap_or_else(|e| e.into_inner());
+                state.burst_window = None;
+                state.bursts = 0;
+                Ok(())
+            }),
             ["flush", name] => with_group(&groups, name, |group, _| {
                 group.flush()?;
                 say(format_args!("FLUSHED {name}"));
@@ -170,7 +198,7 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
             },
             ["stats"] => node.stats().map(|stats| {
                 say(format_args!(
-                    "STATS delivered={} sent={} frames_sent={} frames_received={} malformed={} strangers={} stale={} datagrams_malformed={} sendmmsg={} recvmmsg={} blocks={}",
+                    "STATS delivered={} sent={} frames_sent={} frames_received={} malformed={} strangers={} stale={} datagrams_malformed={} sendmmsg={} recvmmsg={} blocks={} allocations={}",
                     stats.node.messages_delivered,
                     stats.node.messages_sent,
                     stats.node.frames_sent,
@@ -182,6 +210,7 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                     stats.unicast.sendmmsg_calls,
                     stats.unicast.recvmmsg_calls,
                     stats.blocks,
+                    crate::allocations(),
                 ));
             }),
             ["stats-all"] => node.stats().map(|stats| say(format_args!("STATSALL {stats:?}"))),
@@ -211,6 +240,9 @@ fn with_group(
 
 fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
     let shared: Shared = Arc::default();
+    let node_id = node.config().core.node.0;
+    let responder: Arc<std::sync::OnceLock<Group>> = Arc::default();
+    let responder_set = Arc::clone(&responder);
     let group_name = name.to_owned();
     let on_view = Arc::clone(&shared);
     let on_message = Arc::clone(&shared);
@@ -243,6 +275,26 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
         .on_message(move |message| {
             let (lock, changed) = &*on_message;
             let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if message.payload.starts_with(PROBE) || message.payload.starts_with(PONG) {
+                // Latency traffic: timed, not tallied. A probe is timed by
+                // its own sender only.
+                let mine = probe_node(message.payload) == Some(node_id);
+                if let (true, Some(probe)) = (mine, state.probe.as_mut()) {
+                    probe.record(message.payload);
+                    changed.notify_all();
+                }
+                return;
+            }
+            if message.point_to_point && message.payload.starts_with(PING) {
+                // Echo a ping at once (from the data-plane thread: the ring
+                // has room, a ping-pong keeps one message in flight).
+                if let Some(group) = responder.get() {
+                    let mut pong = message.payload.to_vec();
+                    pong[..2].copy_from_slice(PONG);
+                    let _ = group.send_to(message.sender, &pong);
+                }
+                return;
+            }
             let entry = state.tally.entry(message.sender).or_insert((0, 0));
             entry.0 += 1;
             entry.1 = chain(entry.1, message.payload);
@@ -292,6 +344,7 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
             ));
         })
         .join()?;
+    let _ = responder_set.set(group.clone());
     Ok((group, shared))
 }
 
@@ -368,10 +421,86 @@ fn await_total(state: &Shared, count: u64, timeout: Duration) -> Result<(), Runt
     let (lock, changed) = &**state;
     let deadline = Instant::now() + timeout;
     let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut next_progress = Instant::now() + PROGRESS_PERIOD;
     while guard.total < count {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
             return Err(RuntimeError::Timeout("the awaited deliveries"));
+        }
+        if now >= next_progress {
+            // For a driver's progress line (`osiris bench`).
+            say(format_args!("PROGRESS {} {count}", guard.total));
+            next_progress = now + PROGRESS_PERIOD;
+        }
+        guard = changed
+            .wait_timeout(guard, left.min(PROGRESS_PERIOD))
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|e| e.into_inner().0);
+    }
+    Ok(())
+}
+
+/// How often `await` reports progress.
+const PROGRESS_PERIOD: Duration = Duration::from_millis(250);
+
+/// Sends `count` probes of `size` bytes at `rate` per second (0: as fast as
+/// the flow control allows) and waits until all came back to this member.
+fn latency(
+    group: &Group,
+    state: &Shared,
+    node: u32,
+    count: u64,
+    size: usize,
+    kind: SendKind,
+    rate: u64,
+) -> Result<(), RuntimeError> {
+    let size = size.max(HEADER_LEN);
+    let probe = Probe::new(rate);
+    let schedule = probe.start_copy();
+    state.0.lock().unwrap_or_else(|e| e.into_inner()).probe = Some(probe);
+    for index in 0..count {
+        let due = schedule.due(index);
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+        group.send_kind_with(kind, size, |buf| {
+            schedule.fill(buf, PROBE, node, index, due);
+        })?;
+    }
+    await_probes(state, count)
+}
+
+/// Closed-loop ping-pong with `peer`: the next ping goes when the pong came.
+fn ping(
+    group: &Group,
+    state: &Shared,
+    node: u32,
+    peer: MemberId,
+    count: u64,
+    size: usize,
+) -> Result<(), RuntimeError> {
+    let size = size.max(HEADER_LEN);
+    let probe = Probe::new(0);
+    let schedule = probe.start_copy();
+    state.0.lock().unwrap_or_else(|e| e.into_inner()).probe = Some(probe);
+    let mut buf = vec![0u8; size];
+    for index in 0..count {
+        schedule.fill(&mut buf, PING, node, index, Instant::now());
+        group.send_to(peer, &buf)?;
+        await_probes(state, index + 1)?;
+    }
+    Ok(())
+}
+
+fn await_probes(state: &Shared, count: u64) -> Result<(), RuntimeError> {
+    let (lock, changed) = &**state;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while guard.probe.as_ref().map_or(0, |probe| probe.recorded) < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RuntimeError::Timeout("the latency probes"));
         }
         guard = changed
             .wait_timeout(guard, left)

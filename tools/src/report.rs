@@ -18,6 +18,10 @@
 //! JOINED <group> | LEFT <group> | SENT <group> <count> <micros>
 //! REACHED <group> <count> <bursts> <micros>  total deliveries reached; burst messages
 //!                                           delivered, between the first and last of them
+//! (`mark G` starts a new window for REACHED's burst count and time; no line)
+//! PROGRESS <delivered> <awaited>            every 250 ms while `await` waits
+//! LATENCY <group> <count> <p50> <p90> <p99> <p99.9> <max>   ns, `latency G COUNT SIZE KIND RATE`
+//! RTT <group> <count> <p50> <p90> <p99> <p99.9> <max>       ns, `ping G NODE COUNT SIZE`
 //! STATS <key=value>...                     (`stats`)
 //! STATSALL <every runtime counter, Rust debug format>   (`stats-all`, for diagnosis)
 //! FLUSHED <group>                           `flush G` returned: earlier multicasts stable

@@ -12,6 +12,10 @@ use serde::Deserialize;
 use crate::error::RuntimeError;
 use crate::idle::IdleStrategy;
 
+/// Largest core frame the runtime accepts (the transport fragments frames
+/// larger than a datagram and reassembles up to 16 MiB).
+const FRAME_MAX_LIMIT: usize = 4 << 20;
+
 /// How a group multicast reaches the group's members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MulticastMode {
@@ -111,8 +115,10 @@ impl RuntimeConfig {
         if self.submit_ring_len < 2 || self.submit_ring_len > 1 << 20 {
             return bad("submit_ring_len must be 2 to 1,048,576");
         }
-        if self.core.frame_max > self.datagram_len_max.max(65_507) {
-            return bad("core frame_max exceeds what one UDP datagram carries");
+        // Frames larger than a datagram are fragmented by the transport (up
+        // to its reassembly limit, 16 MiB); keep data frames reasonable.
+        if self.core.frame_max > FRAME_MAX_LIMIT {
+            return bad("core frame_max is above 4 MiB");
         }
         if let MulticastMode::Ip {
             base,
@@ -225,6 +231,7 @@ struct FileTiming {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     payload_max: Option<usize>,
+    frame_max: Option<usize>,
     send_window: Option<u32>,
     send_queue_max: Option<usize>,
 }
@@ -271,6 +278,9 @@ impl FileConfig {
         }
         if let Some(value) = self.limits.payload_max {
             config.core.payload_max = value;
+        }
+        if let Some(value) = self.limits.frame_max {
+            config.core.frame_max = value;
         }
         if let Some(value) = self.limits.send_window {
             config.core.send_window = value;
