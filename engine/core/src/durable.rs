@@ -94,6 +94,11 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A message's place in the order: see `Position::sort_key`.
+type SortKey = (u8, u64, u64, u64, u64);
+/// Per (epoch, sender): the announced ranges (lo, hi, announcement seq, range index).
+type Ranges = BTreeMap<(u64, MemberId), Vec<(u64, u64, u64, u64)>>;
+
 /// Where a message stands in this member's delivery order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Position {
@@ -106,7 +111,7 @@ enum Position {
 }
 
 impl Position {
-    fn sort_key(self) -> (u8, u64, u64, u64, u64) {
+    fn sort_key(self) -> SortKey {
         match self {
             Position::Recovered(index) => (0, 0, index, 0, 0),
             Position::Announced(epoch, at, range, seq) => (1, epoch, 0, at, range << 32 | seq),
@@ -127,8 +132,7 @@ pub fn recover<'a>(
     let mut recovered = Vec::new();
     // (epoch, sender, seq) -> payload
     let mut messages: BTreeMap<(u64, MemberId, u64), Vec<u8>> = BTreeMap::new();
-    // (epoch, sender) -> [(lo, hi, announcement seq, range index)]
-    let mut ranges: BTreeMap<(u64, MemberId), Vec<(u64, u64, u64, u64)>> = BTreeMap::new();
+    let mut ranges: Ranges = BTreeMap::new();
     let mut flushed: BTreeMap<(u64, MemberId, u64), u64> = BTreeMap::new();
     for record in records {
         let Some((&tag, body)) = record.split_first() else {
@@ -174,7 +178,7 @@ pub fn recover<'a>(
             _ => return Err(DecodeError::Truncated("durable record of an unknown kind")),
         }
     }
-    let mut placed: Vec<((u8, u64, u64, u64, u64), RecoveredMessage)> = recovered
+    let mut placed: Vec<(SortKey, RecoveredMessage)> = recovered
         .into_iter()
         .enumerate()
         .map(|(index, message)| (Position::Recovered(index as u64).sort_key(), message))

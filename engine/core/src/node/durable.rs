@@ -73,7 +73,10 @@ impl Node {
         let groups: Vec<GroupId> = self.durable.keys().copied().collect();
         for group in groups {
             self.log_received(group);
-            if let Some(record) = self.durable.get_mut(&group).and_then(|log| log.out.pop_front())
+            if let Some(record) = self
+                .durable
+                .get_mut(&group)
+                .and_then(|log| log.out.pop_front())
             {
                 return Some((group, record));
             }

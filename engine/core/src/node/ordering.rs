@@ -438,7 +438,8 @@ fn deliver_stream(
         if !ready {
             break;
         }
-        if let (true, Gate::Total { safe: true }, Some(log)) = (flush, gate, sink.log.as_deref_mut())
+        if let (true, Gate::Total { safe: true }, Some(log)) =
+            (flush, gate, sink.log.as_deref_mut())
         {
             super::durable::log_flush_delivery(log, sink.epoch, stream.sender, seq);
         }
