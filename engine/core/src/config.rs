@@ -22,6 +22,9 @@ pub enum InjectedBug {
     SafeSkipsAcks,
     /// A query never reports `QueryFailed` for a responder that left.
     QueryForgetsFailed,
+    /// Durable SafeSend acknowledges what it received before the log has
+    /// made it durable (ack before fsync).
+    AckBeforePersist,
 }
 
 #[derive(Clone, Debug)]

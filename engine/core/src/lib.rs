@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod id;
 pub mod kinds;

@@ -9,6 +9,7 @@
 //! `transfer` (state transfer), `detector` (heartbeats, suspicion).
 
 mod detector;
+mod durable;
 mod gms;
 mod group;
 mod multicast;
@@ -289,6 +290,8 @@ pub struct Node {
     query_cursor: u64,
     /// Queries delivered to this node and not yet answered.
     inbox: BTreeSet<QueryRef>,
+    /// Durable groups and their logs (node/durable.rs).
+    durable: BTreeMap<GroupId, self::durable::DurableLog>,
 }
 
 #[derive(Debug)]
@@ -343,6 +346,7 @@ impl Node {
             next_query_id: 0,
             query_cursor: 0,
             inbox: BTreeSet::new(),
+            durable: BTreeMap::new(),
             config,
         };
         if node.config.bootstrap {

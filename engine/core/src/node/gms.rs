@@ -947,6 +947,11 @@ impl Node {
             };
             let has_state = !record.loading.contains(&self.me);
             let mut local = LocalGroup::new(view.clone(), proposal.view, self.me, has_state, now);
+            if self.durable.contains_key(&record.id) {
+                for stream in &mut local.streams {
+                    stream.durable = true;
+                }
+            }
             if let Some(mut old) = old {
                 local.deferred = std::mem::take(&mut old.deferred);
                 old.release(&mut self.pool);

@@ -56,6 +56,9 @@ struct Sink<'n> {
     queries: &'n mut BTreeMap<QueryId, Outstanding>,
     inbox: &'n mut BTreeSet<QueryRef>,
     bug: Option<InjectedBug>,
+    /// The group's log in durable mode (flush deliveries are logged).
+    log: Option<&'n mut super::durable::DurableLog>,
+    epoch: u64,
 }
 
 impl Sink<'_> {
@@ -160,6 +163,7 @@ impl Node {
     /// to deliver; SafeSend needs no acknowledgements (every survivor
     /// delivers the cut) and the unordered tail is ordered by rank.
     pub(super) fn deliver_epoch(&mut self, group: GroupId, cut: Option<&[u64]>) {
+        self.log_received(group);
         let Node {
             groups,
             pool,
@@ -169,11 +173,13 @@ impl Node {
             inbox,
             me,
             config,
+            durable,
             ..
         } = self;
         let Some(local) = groups.get_mut(&group) else {
             return;
         };
+        let epoch = local.epoch.0;
         let mut sink = Sink {
             group,
             me: *me,
@@ -183,6 +189,8 @@ impl Node {
             queries,
             inbox,
             bug: config.inject_bug,
+            log: durable.get_mut(&group),
+            epoch,
         };
         // Each turn delivers at least one message or ends the loop.
         loop {
@@ -429,6 +437,11 @@ fn deliver_stream(
         };
         if !ready {
             break;
+        }
+        if let (true, Gate::Total { safe: true }, Some(log)) =
+            (flush, gate, sink.log.as_deref_mut())
+        {
+            super::durable::log_flush_delivery(log, sink.epoch, stream.sender, seq);
         }
         sink.emit(stream.sender, &view);
         local.streams[sender].delivered = seq;

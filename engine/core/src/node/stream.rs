@@ -35,6 +35,14 @@ pub(crate) struct Stream {
     pub(crate) seen_max: u64,
     /// When to ask the sender for the gap above `hi`.
     pub(crate) nak_due: Option<Instant>,
+    /// Durable mode (docs/ordering.md): `persisted` only advances when the
+    /// host reports the log records durable.
+    pub(crate) durable: bool,
+    /// Durable mode: every seq `<= logged` was handed to the log (as a
+    /// record, or skipped because its kind is not logged).
+    pub(crate) logged: u64,
+    /// Durable mode: (record number, seq) of the records not yet durable.
+    pub(crate) unsynced: VecDeque<(u64, u64)>,
 }
 
 impl Stream {
@@ -50,6 +58,9 @@ impl Stream {
             persisted: 0,
             seen_max: 0,
             nak_due: None,
+            durable: false,
+            logged: 0,
+            unsynced: VecDeque::new(),
         }
     }
 
@@ -97,7 +108,22 @@ impl Stream {
     /// received message is persisted at once; the durable mode replaces
     /// this step by an append whose fsync completion advances `persisted`.
     fn persist_received(&mut self) {
-        self.persisted = self.hi;
+        if !self.durable {
+            self.persisted = self.hi;
+        }
+    }
+
+    /// Durable mode: recompute `persisted` from what was logged and what of
+    /// it is durable (records up to `synced`).
+    pub(crate) fn refresh_persisted(&mut self, synced: u64) {
+        while self.unsynced.front().is_some_and(|(n, _)| *n <= synced) {
+            self.unsynced.pop_front();
+        }
+        let persisted = self
+            .unsynced
+            .front()
+            .map_or(self.logged, |(_, seq)| seq - 1);
+        self.persisted = self.persisted.max(persisted);
     }
 
     fn slot(&self, seq: u64) -> Option<&Vec<u8>> {

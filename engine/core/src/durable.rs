@@ -1,0 +1,203 @@
+//! Durable SafeSend: the records the core asks the host to log, and the
+//! recovery of the delivered SafeSend sequence from one member's log
+//! (docs/ordering.md, "Durable mode").
+//!
+//! A record is one of (little-endian):
+//! * `MESSAGE` (1): epoch u64, sender node u32, incarnation u32, seq u64,
+//!   then the stored data message (its tag byte and body). Only SafeSend
+//!   messages and order announcements are logged.
+//! * `FLUSH_DELIVERY` (2): epoch u64, sender node u32, incarnation u32,
+//!   seq u64, index u64: this member delivered that SafeSend in the flush
+//!   of the epoch, as the `index`-th delivery of its flushes.
+//! * `RECOVERED` (3): sender node u32, incarnation u32, payload: one message
+//!   of a sequence recovered earlier (the log is rewritten to these at
+//!   every restart, see `encode_recovered`).
+//!
+//! The core does no I/O: the host appends the records, syncs, and reports
+//! them durable with `Node::persisted`.
+
+use std::collections::BTreeMap;
+
+use crate::error::DecodeError;
+use crate::id::MemberId;
+use crate::wire::DataView;
+
+pub(crate) const MESSAGE: u8 = 1;
+pub(crate) const FLUSH_DELIVERY: u8 = 2;
+pub(crate) const RECOVERED: u8 = 3;
+
+/// One SafeSend of a recovered sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveredMessage {
+    pub sender: MemberId,
+    pub payload: Vec<u8>,
+}
+
+pub(crate) fn put_member(out: &mut Vec<u8>, member: MemberId) {
+    out.extend_from_slice(&member.node.0.to_le_bytes());
+    out.extend_from_slice(&member.incarnation.0.to_le_bytes());
+}
+
+pub(crate) fn encode_message(epoch: u64, sender: MemberId, seq: u64, stored: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(29 + stored.len());
+    out.push(MESSAGE);
+    out.extend_from_slice(&epoch.to_le_bytes());
+    put_member(&mut out, sender);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(stored);
+    out
+}
+
+pub(crate) fn encode_flush_delivery(epoch: u64, sender: MemberId, seq: u64, index: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(37);
+    out.push(FLUSH_DELIVERY);
+    out.extend_from_slice(&epoch.to_le_bytes());
+    put_member(&mut out, sender);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out
+}
+
+/// The record that stands for one recovered message when the host rewrites
+/// the log after a restart: `log.rewrite(first, &[encode_recovered(m), ...])`.
+pub fn encode_recovered(message: &RecoveredMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + message.payload.len());
+    out.push(RECOVERED);
+    put_member(&mut out, message.sender);
+    out.extend_from_slice(&message.payload);
+    out
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.rest.len() < n {
+            return Err(DecodeError::Truncated("durable record"));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn member(&mut self) -> Result<MemberId, DecodeError> {
+        let node = self.u32()?;
+        let incarnation = self.u32()?;
+        Ok(MemberId::new(node, incarnation))
+    }
+}
+
+/// A message's place in the order: see `Position::sort_key`.
+type SortKey = (u8, u64, u64, u64, u64);
+/// Per (epoch, sender): the announced ranges (lo, hi, announcement seq, range index).
+type Ranges = BTreeMap<(u64, MemberId), Vec<(u64, u64, u64, u64)>>;
+
+/// Where a message stands in this member's delivery order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Position {
+    /// A message recovered earlier: before everything of this lifetime.
+    Recovered(u64),
+    /// (epoch, announcement seq, range index, seq): the total order.
+    Announced(u64, u64, u64, u64),
+    /// (epoch, index): delivered by this member in the epoch's flush.
+    Flushed(u64, u64),
+}
+
+impl Position {
+    fn sort_key(self) -> SortKey {
+        match self {
+            Position::Recovered(index) => (0, 0, index, 0, 0),
+            Position::Announced(epoch, at, range, seq) => (1, epoch, 0, at, range << 32 | seq),
+            Position::Flushed(epoch, index) => (1, epoch, 1, index, 0),
+        }
+    }
+}
+
+/// Rebuilds, from one member's log (records in log order), the SafeSend
+/// sequence: every SafeSend whose position in the total order the log
+/// holds (the message and its announcement, or a flush delivery record),
+/// in that order. It holds every SafeSend any member delivered in an epoch
+/// this member acknowledged in full (docs/ordering.md), and may hold more
+/// (messages acknowledged but delivered by nobody before the failure).
+pub fn recover<'a>(
+    records: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<RecoveredMessage>, DecodeError> {
+    let mut recovered = Vec::new();
+    // (epoch, sender, seq) -> payload
+    let mut messages: BTreeMap<(u64, MemberId, u64), Vec<u8>> = BTreeMap::new();
+    let mut ranges: Ranges = BTreeMap::new();
+    let mut flushed: BTreeMap<(u64, MemberId, u64), u64> = BTreeMap::new();
+    for record in records {
+        let Some((&tag, body)) = record.split_first() else {
+            return Err(DecodeError::Truncated("durable record"));
+        };
+        let mut reader = Reader { rest: body };
+        match tag {
+            MESSAGE => {
+                let epoch = reader.u64()?;
+                let sender = reader.member()?;
+                let seq = reader.u64()?;
+                match DataView::parse_stored(reader.rest)? {
+                    DataView::Safe { payload } => {
+                        messages.insert((epoch, sender, seq), payload.to_vec());
+                    }
+                    DataView::Order { ranges: announced } => {
+                        for (index, range) in announced.iter().enumerate() {
+                            ranges.entry((epoch, range.sender)).or_default().push((
+                                range.lo,
+                                range.hi,
+                                seq,
+                                index as u64,
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            FLUSH_DELIVERY => {
+                let epoch = reader.u64()?;
+                let sender = reader.member()?;
+                let seq = reader.u64()?;
+                let index = reader.u64()?;
+                flushed.insert((epoch, sender, seq), index);
+            }
+            RECOVERED => {
+                let sender = reader.member()?;
+                recovered.push(RecoveredMessage {
+                    sender,
+                    payload: reader.rest.to_vec(),
+                });
+            }
+            _ => return Err(DecodeError::Truncated("durable record of an unknown kind")),
+        }
+    }
+    let mut placed: Vec<(SortKey, RecoveredMessage)> = recovered
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| (Position::Recovered(index as u64).sort_key(), message))
+        .collect();
+    for ((epoch, sender, seq), payload) in messages {
+        let position = if let Some(index) = flushed.get(&(epoch, sender, seq)) {
+            Some(Position::Flushed(epoch, *index))
+        } else {
+            ranges.get(&(epoch, sender)).and_then(|list| {
+                list.iter()
+                    .filter(|(lo, hi, _, _)| *lo <= seq && seq <= *hi)
+                    .min_by_key(|(_, _, at, _)| *at)
+                    .map(|(_, _, at, range)| Position::Announced(epoch, *at, *range, seq))
+            })
+        };
+        if let Some(position) = position {
+            placed.push((position.sort_key(), RecoveredMessage { sender, payload }));
+        }
+    }
+    placed.sort_by_key(|(key, _)| *key);
+    Ok(placed.into_iter().map(|(_, message)| message).collect())
+}
