@@ -172,20 +172,6 @@ typedef uint32_t osiris_stop_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-typedef struct Option_osiris_checkpoint_cb Option_osiris_checkpoint_cb;
-
-typedef struct Option_osiris_domain_view_cb Option_osiris_domain_view_cb;
-
-typedef struct Option_osiris_load_cb Option_osiris_load_cb;
-
-typedef struct Option_osiris_message_cb Option_osiris_message_cb;
-
-typedef struct Option_osiris_query_cb Option_osiris_query_cb;
-
-typedef struct Option_osiris_stopped_cb Option_osiris_stopped_cb;
-
-typedef struct Option_osiris_view_cb Option_osiris_view_cb;
-
 // A byte buffer the library owns, lent to a callback to fill: the reply of
 // `on_query`, the state of `on_checkpoint`. Fill it with `osiris_buf_set`
 // or `osiris_buf_append` during the call; the library copies it. Never
@@ -209,24 +195,51 @@ typedef struct osiris_node osiris_node;
 // then.
 typedef struct osiris_query_result osiris_query_result;
 
-// A group's callbacks; every one may be NULL. The struct is copied by
-// `osiris_group_join`; `user` is passed back to each callback and must
-// stay valid until the group is left or its node is shut down.
-typedef struct osiris_group_callbacks {
-  void *user;
-  struct Option_osiris_view_cb on_view;
-  struct Option_osiris_message_cb on_message;
-  struct Option_osiris_query_cb on_query;
-  struct Option_osiris_checkpoint_cb on_checkpoint;
-  struct Option_osiris_load_cb on_load;
-} osiris_group_callbacks;
-
 // A member: a node id and its incarnation (a restarted node is a new
 // incarnation). A plain value: copy it freely.
 typedef struct osiris_member {
   uint32_t node;
   uint32_t incarnation;
 } osiris_member;
+
+// A group view, borrowed for the `on_view` call.
+typedef struct osiris_view {
+  uint64_t group;
+  // NUL-terminated group name.
+  const char *name;
+  // 1 for the group's first view, one more per change.
+  uint64_t id;
+  // Ranked oldest first (the first is the one that makes checkpoints).
+  const struct osiris_member *members;
+  size_t members_len;
+  const struct osiris_member *joined;
+  size_t joined_len;
+  const struct osiris_member *left;
+  size_t left_len;
+  const struct osiris_member *failed;
+  size_t failed_len;
+} osiris_view;
+
+// `on_view`: each new view of the group, the same at every member, in the
+// same order. Data-plane thread.
+typedef void (*osiris_view_cb)(void *user, const struct osiris_view *view);
+
+// A delivered message, borrowed for the `on_message` call: `payload` is
+// valid during the call only (copy what you keep).
+typedef struct osiris_message {
+  uint64_t group;
+  struct osiris_member sender;
+  // One of `OSIRIS_SEND_*`; a point-to-point message is FIFO.
+  uint32_t kind;
+  // Sent with `osiris_send_to` to this member alone.
+  bool point_to_point;
+  const uint8_t *payload;
+  size_t len;
+} osiris_message;
+
+// `on_message`: each delivered multicast (and point-to-point message).
+// Data-plane thread; `message->payload` is valid during the call only.
+typedef void (*osiris_message_cb)(void *user, const struct osiris_message *message);
 
 // Names a query this member must answer; a plain value that stays valid
 // after the callback: keep a copy to answer later with `osiris_reply`.
@@ -235,6 +248,47 @@ typedef struct osiris_query_ref {
   struct osiris_member caller;
   uint64_t id;
 } osiris_query_ref;
+
+// A query to answer, borrowed for the `on_query` call: `payload` is valid
+// during the call only; `handle` is a value to keep for a later
+// `osiris_reply`.
+typedef struct osiris_query_request {
+  uint64_t group;
+  struct osiris_member from;
+  struct osiris_query_ref handle;
+  const uint8_t *payload;
+  size_t len;
+} osiris_query_request;
+
+// `on_query`: answer a query. Reply now with `osiris_buf_set(reply, ..)`
+// (an empty reply counts), or leave `reply` untouched and answer later,
+// from any thread, with `osiris_reply(group, &query->handle, ..)`.
+// Data-plane thread.
+typedef void (*osiris_query_cb)(void *user,
+                                const struct osiris_query_request *query,
+                                struct osiris_buf *reply);
+
+// `on_checkpoint`: write the group's state into `state` for a joiner.
+// Called on the oldest member, exactly at the view boundary. Data-plane
+// thread.
+typedef void (*osiris_checkpoint_cb)(void *user, struct osiris_buf *state);
+
+// `on_load`: a joiner loads the state a donor's `on_checkpoint` wrote,
+// before any delivery in the group. Not called for the group's founder.
+// Data-plane thread; `state` is valid during the call only.
+typedef void (*osiris_load_cb)(void *user, const uint8_t *state, size_t len);
+
+// A group's callbacks; every one may be NULL. The struct is copied by
+// `osiris_group_join`; `user` is passed back to each callback and must
+// stay valid until the group is left or its node is shut down.
+typedef struct osiris_group_callbacks {
+  void *user;
+  osiris_view_cb on_view;
+  osiris_message_cb on_message;
+  osiris_query_cb on_query;
+  osiris_checkpoint_cb on_checkpoint;
+  osiris_load_cb on_load;
+} osiris_group_callbacks;
 
 // What a query asks for. Pass NULL to `osiris_query` for the default:
 // every member, total order, 2,000 ms.
@@ -250,12 +304,23 @@ typedef struct osiris_query_spec {
   uint32_t timeout_ms;
 } osiris_query_spec;
 
+// `on_domain_view`: each new domain view (every node, oldest first).
+// Data-plane thread; `members` is valid during the call only.
+typedef void (*osiris_domain_view_cb)(void *user,
+                                      uint64_t view_id,
+                                      const struct osiris_member *members,
+                                      size_t members_len);
+
+// `on_stopped`: the node stopped (`reason` is one of `OSIRIS_STOPPED_*`).
+// Data-plane thread, its last callback.
+typedef void (*osiris_stopped_cb)(void *user, uint32_t reason);
+
 // A node's callbacks; every one may be NULL. Copied by
 // `osiris_node_start`; `user` must stay valid until the node is shut down.
 typedef struct osiris_node_callbacks {
   void *user;
-  struct Option_osiris_domain_view_cb on_domain_view;
-  struct Option_osiris_stopped_cb on_stopped;
+  osiris_domain_view_cb on_domain_view;
+  osiris_stopped_cb on_stopped;
 } osiris_node_callbacks;
 
 #ifdef __cplusplus
@@ -277,7 +342,8 @@ const char *osiris_result_name(uint32_t code);
 
 // Joins the group `name` (creating it if it does not exist) and waits for
 // the view that admits this node (at most `join_timeout`). A joiner's
-// `on_load` runs before this returns. `callbacks` may be NULL and is
+// `on_load` runs on the data-plane thread before any delivery in the
+// group, but may run after this returns. `callbacks` may be NULL and is
 // copied. On success `*out` is a new group handle the caller frees with
 // `osiris_group_free`. Errors: `OSIRIS_ERR_NULL`, `OSIRIS_ERR_BAD_HANDLE`,
 // `OSIRIS_ERR_PROTOCOL` (bad name, already joined), `OSIRIS_ERR_TIMEOUT`,

@@ -69,7 +69,8 @@ unsafe fn group_checked<'a>(group: *const osiris_group) -> Result<&'a Group, Fai
 
 /// Joins the group `name` (creating it if it does not exist) and waits for
 /// the view that admits this node (at most `join_timeout`). A joiner's
-/// `on_load` runs before this returns. `callbacks` may be NULL and is
+/// `on_load` runs on the data-plane thread before any delivery in the
+/// group, but may run after this returns. `callbacks` may be NULL and is
 /// copied. On success `*out` is a new group handle the caller frees with
 /// `osiris_group_free`. Errors: `OSIRIS_ERR_NULL`, `OSIRIS_ERR_BAD_HANDLE`,
 /// `OSIRIS_ERR_PROTOCOL` (bad name, already joined), `OSIRIS_ERR_TIMEOUT`,

@@ -88,6 +88,12 @@ pub(crate) unsafe fn release<T: Handle>(pointer: *mut T) -> Result<Option<Box<T>
             return Err(bad_handle(T::NAME));
         }
         live.remove(&(pointer as usize));
+        if live.is_empty() {
+            // Give the table back once no handle is live, so that a program
+            // that freed everything ends with nothing of ours allocated
+            // (valgrind's leak check sees exactly the handles it leaked).
+            live.shrink_to_fit();
+        }
     }
     // SAFETY: the address was registered as a `T` (module invariant), so it
     // came from `Box::into_raw(Box<T>)` in `publish`, and removing it from

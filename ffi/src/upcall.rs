@@ -82,51 +82,57 @@ pub struct osiris_buf {
 /// `on_view`: each new view of the group, the same at every member, in the
 /// same order. Data-plane thread.
 #[allow(non_camel_case_types)]
-pub type osiris_view_cb = unsafe extern "C" fn(user: *mut c_void, view: *const osiris_view);
+pub type osiris_view_cb = Option<unsafe extern "C" fn(user: *mut c_void, view: *const osiris_view)>;
 
 /// `on_message`: each delivered multicast (and point-to-point message).
 /// Data-plane thread; `message->payload` is valid during the call only.
 #[allow(non_camel_case_types)]
 pub type osiris_message_cb =
-    unsafe extern "C" fn(user: *mut c_void, message: *const osiris_message);
+    Option<unsafe extern "C" fn(user: *mut c_void, message: *const osiris_message)>;
 
 /// `on_query`: answer a query. Reply now with `osiris_buf_set(reply, ..)`
 /// (an empty reply counts), or leave `reply` untouched and answer later,
 /// from any thread, with `osiris_reply(group, &query->handle, ..)`.
 /// Data-plane thread.
 #[allow(non_camel_case_types)]
-pub type osiris_query_cb = unsafe extern "C" fn(
-    user: *mut c_void,
-    query: *const osiris_query_request,
-    reply: *mut osiris_buf,
-);
+pub type osiris_query_cb = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        query: *const osiris_query_request,
+        reply: *mut osiris_buf,
+    ),
+>;
 
 /// `on_checkpoint`: write the group's state into `state` for a joiner.
 /// Called on the oldest member, exactly at the view boundary. Data-plane
 /// thread.
 #[allow(non_camel_case_types)]
-pub type osiris_checkpoint_cb = unsafe extern "C" fn(user: *mut c_void, state: *mut osiris_buf);
+pub type osiris_checkpoint_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, state: *mut osiris_buf)>;
 
 /// `on_load`: a joiner loads the state a donor's `on_checkpoint` wrote,
 /// before any delivery in the group. Not called for the group's founder.
 /// Data-plane thread; `state` is valid during the call only.
 #[allow(non_camel_case_types)]
-pub type osiris_load_cb = unsafe extern "C" fn(user: *mut c_void, state: *const u8, len: usize);
+pub type osiris_load_cb =
+    Option<unsafe extern "C" fn(user: *mut c_void, state: *const u8, len: usize)>;
 
 /// `on_domain_view`: each new domain view (every node, oldest first).
 /// Data-plane thread; `members` is valid during the call only.
 #[allow(non_camel_case_types)]
-pub type osiris_domain_view_cb = unsafe extern "C" fn(
-    user: *mut c_void,
-    view_id: u64,
-    members: *const osiris_member,
-    members_len: usize,
-);
+pub type osiris_domain_view_cb = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        view_id: u64,
+        members: *const osiris_member,
+        members_len: usize,
+    ),
+>;
 
 /// `on_stopped`: the node stopped (`reason` is one of `OSIRIS_STOPPED_*`).
 /// Data-plane thread, its last callback.
 #[allow(non_camel_case_types)]
-pub type osiris_stopped_cb = unsafe extern "C" fn(user: *mut c_void, reason: u32);
+pub type osiris_stopped_cb = Option<unsafe extern "C" fn(user: *mut c_void, reason: u32)>;
 
 /// A group's callbacks; every one may be NULL. The struct is copied by
 /// `osiris_group_join`; `user` is passed back to each callback and must
@@ -136,11 +142,11 @@ pub type osiris_stopped_cb = unsafe extern "C" fn(user: *mut c_void, reason: u32
 #[allow(non_camel_case_types)]
 pub struct osiris_group_callbacks {
     pub user: *mut c_void,
-    pub on_view: Option<osiris_view_cb>,
-    pub on_message: Option<osiris_message_cb>,
-    pub on_query: Option<osiris_query_cb>,
-    pub on_checkpoint: Option<osiris_checkpoint_cb>,
-    pub on_load: Option<osiris_load_cb>,
+    pub on_view: osiris_view_cb,
+    pub on_message: osiris_message_cb,
+    pub on_query: osiris_query_cb,
+    pub on_checkpoint: osiris_checkpoint_cb,
+    pub on_load: osiris_load_cb,
 }
 
 /// A node's callbacks; every one may be NULL. Copied by
@@ -150,8 +156,8 @@ pub struct osiris_group_callbacks {
 #[allow(non_camel_case_types)]
 pub struct osiris_node_callbacks {
     pub user: *mut c_void,
-    pub on_domain_view: Option<osiris_domain_view_cb>,
-    pub on_stopped: Option<osiris_stopped_cb>,
+    pub on_domain_view: osiris_domain_view_cb,
+    pub on_stopped: osiris_stopped_cb,
 }
 
 /// The C `user` pointer, carried to the data-plane thread.
@@ -272,7 +278,11 @@ pub(crate) fn group_handlers(
     builder
 }
 
-fn call_view(callback: osiris_view_cb, user: User, view: &GroupView) {
+fn call_view(
+    callback: unsafe extern "C" fn(*mut c_void, *const osiris_view),
+    user: User,
+    view: &GroupView,
+) {
     let name = CString::new(view.name.replace('\0', "")).unwrap_or_default();
     let (list, joined, left, failed) = (
         members(&view.members),
@@ -298,7 +308,11 @@ fn call_view(callback: osiris_view_cb, user: User, view: &GroupView) {
     upcall(|| unsafe { callback(user.get(), &c_view) });
 }
 
-fn call_message(callback: osiris_message_cb, user: User, message: &Message<'_>) {
+fn call_message(
+    callback: unsafe extern "C" fn(*mut c_void, *const osiris_message),
+    user: User,
+    message: &Message<'_>,
+) {
     let c_message = osiris_message {
         group: message.group.0,
         sender: message.sender.into(),
@@ -312,7 +326,11 @@ fn call_message(callback: osiris_message_cb, user: User, message: &Message<'_>) 
     upcall(|| unsafe { callback(user.get(), &c_message) });
 }
 
-fn call_query(callback: osiris_query_cb, user: User, query: &QueryRequest<'_>) -> Option<Vec<u8>> {
+fn call_query(
+    callback: unsafe extern "C" fn(*mut c_void, *const osiris_query_request, *mut osiris_buf),
+    user: User,
+    query: &QueryRequest<'_>,
+) -> Option<Vec<u8>> {
     let c_query = osiris_query_request {
         group: query.group.0,
         from: query.from.into(),
