@@ -8,10 +8,11 @@
  * "READY <addr>", joins the group "kv" (a joiner loads the table from the
  * oldest member: "LOADED <entries>"), makes UPDATES_A updates at once, then
  * waits for MEMBERS members and makes UPDATES_B more (each also sets the
- * shared key "last"). When its table holds EXPECT entries it prints
- * "TABLE entries=.. last=.. digest=..", which must be the same line at every
- * member (total order), then LOOKUPs "last" at every member by a query and
- * checks that all replies agree. A barrier of OrderedSends ends the run.
+ * shared key "last"). After a barrier of OrderedSends (every member's
+ * updates are then applied everywhere) it prints "TABLE entries=..
+ * last=.. digest=..", which must be the same line at every member (total
+ * order) with EXPECT entries, then LOOKUPs "last" at every member by a query
+ * and checks that all replies agree. A second barrier ends the run.
  */
 #include <inttypes.h>
 #include <osiris.h>
@@ -37,7 +38,8 @@ struct table {
     struct entry entries[ENTRIES_MAX];
     size_t len;
     size_t view_members;
-    size_t done_votes;
+    size_t done_votes; /* "D": the sender's updates are all sent (before them in the total order) */
+    size_t end_votes;  /* "E": the sender has looked up; it may leave */
 };
 
 static struct table table = {
@@ -91,6 +93,8 @@ static void apply(const uint8_t *payload, size_t len) {
         put(key, value);
     } else if (text[0] == 'D') {
         table.done_votes++;
+    } else if (text[0] == 'E') {
+        table.end_votes++;
     }
     pthread_cond_broadcast(&table.changed);
     pthread_mutex_unlock(&table.lock);
@@ -173,6 +177,13 @@ static void await_count(const size_t *counter, size_t target, const char *what) 
 static void update(const osiris_group *group, const char *key, const char *value) {
     char text[2 * TEXT_MAX + 4];
     int n = snprintf(text, sizeof text, "U %s %s", key, value);
+    CHECK(osiris_send(group, OSIRIS_SEND_ORDERED, (const uint8_t *)text, (size_t)n));
+}
+
+/* An OrderedSend barrier vote: "D <node>" or "E <node>". */
+static void vote(const osiris_group *group, char kind, unsigned node_id) {
+    char text[16];
+    int n = snprintf(text, sizeof text, "%c %u", kind, node_id);
     CHECK(osiris_send(group, OSIRIS_SEND_ORDERED, (const uint8_t *)text, (size_t)n));
 }
 
@@ -273,8 +284,13 @@ int main(int argc, char **argv) {
         update(group, key, value);
         update(group, "last", value);
     }
+    /* Every member's updates precede its "D" vote in the one total order,
+     * so once all votes are in, the table is final (counting entries is
+     * not enough: the last write to "last" may still be on its way). */
+    vote(group, 'D', node_id);
     pthread_mutex_lock(&table.lock);
-    await_count(&table.len, expect, "entries");
+    await_count(&table.done_votes, members, "done votes");
+    if (table.len != expect) printf("ENTRIES %zu, expected %zu\n", table.len, expect);
     const char *last = get("last");
     char last_copy[TEXT_MAX];
     snprintf(last_copy, sizeof last_copy, "%s", last ? last : "none");
@@ -284,11 +300,9 @@ int main(int argc, char **argv) {
     lookup_last(group, members);
 
     /* Barrier: nobody leaves before every member has looked up. */
-    char vote[16];
-    int n = snprintf(vote, sizeof vote, "D %u", node_id);
-    CHECK(osiris_send(group, OSIRIS_SEND_ORDERED, (const uint8_t *)vote, (size_t)n));
+    vote(group, 'E', node_id);
     pthread_mutex_lock(&table.lock);
-    await_count(&table.done_votes, members, "done votes");
+    await_count(&table.end_votes, members, "end votes");
     pthread_mutex_unlock(&table.lock);
 
     CHECK(osiris_group_leave(group));
