@@ -13,6 +13,7 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)       # netns tests
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)      # netns tests: cut and loss
+command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind) # C API: misuse test under valgrind
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
@@ -52,6 +53,9 @@ fi
 
 log "osiris demo: member processes on loopback (the README's main command)"
 cargo run --release --quiet -p osiris-tools -- demo
+
+log "C API: header, libosiris build + install, C and C++ examples as member processes, ASan, valgrind"
+scripts/test-c-api.sh
 
 log "simulator: 5,000 seeds, all fault mixes, release build"
 cargo run --release --quiet -p osiris-sim -- --seeds 5000 | tail -n 3
