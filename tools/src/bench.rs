@@ -218,6 +218,15 @@ fn burst_all(
 }
 
 pub fn throughput(spec: Throughput) -> Result<(), RuntimeError> {
+    if let Some(json) = throughput_run(spec)? {
+        println!("{json}");
+    }
+    Ok(())
+}
+
+/// Runs one throughput benchmark. With `setup.json`, returns the result as
+/// one JSON object (and prints nothing); else prints tables.
+pub fn throughput_run(spec: Throughput) -> Result<Option<String>, RuntimeError> {
     let mut spec = spec;
     spec.setup.members = spec.setup.members.max(2);
     spec.senders = spec.senders.clamp(1, spec.setup.members);
@@ -286,7 +295,7 @@ pub fn throughput(spec: Throughput) -> Result<(), RuntimeError> {
             .iter()
             .map(|r| format!("{:.0}", r.per_second()))
             .collect();
-        println!(
+        return Ok(Some(format!(
             "{{\"bench\":\"throughput\",\"kind\":\"{}\",\"size\":{},\"members\":{},\"senders\":{},\"count\":{},\"idle\":\"{}\",\"msgs_per_s\":{:.0},\"mb_per_s\":{:.3},\"overall_msgs_per_s\":{:.0},\"member_msgs_per_s\":[{}],\"baseline_msgs_per_s\":{:.0},\"baseline_mb_per_s\":{:.3},\"baseline_loss\":{:.4},\"ratio_msgs\":{:.3},\"ratio_mb\":{:.3},\"syscalls_per_msg\":{:.5},\"allocations_per_msg\":{:.5}}}",
             setup.kind,
             setup.size,
@@ -305,8 +314,7 @@ pub fn throughput(spec: Throughput) -> Result<(), RuntimeError> {
             ratio(msgs, raw_msgs),
             syscalls_per_message,
             allocations_per_message,
-        );
-        return Ok(());
+        )));
     }
     println!(
         "{:<28} {:>12} {:>14} {:>10}",
@@ -348,10 +356,18 @@ pub fn throughput(spec: Throughput) -> Result<(), RuntimeError> {
         raw_msgs,
         ratio(msgs, raw_msgs)
     );
-    Ok(())
+    Ok(None)
 }
 
 pub fn latency(spec: Latency) -> Result<(), RuntimeError> {
+    if let Some(json) = latency_run(spec)? {
+        println!("{json}");
+    }
+    Ok(())
+}
+
+/// Runs one latency benchmark; as `throughput_run`.
+pub fn latency_run(spec: Latency) -> Result<Option<String>, RuntimeError> {
     let mut spec = spec;
     spec.setup.members = spec.setup.members.max(2);
     spec.setup.size = spec.setup.size.max(22);
@@ -408,7 +424,7 @@ pub fn latency(spec: Latency) -> Result<(), RuntimeError> {
                 us(values[4])
             )
         };
-        println!(
+        return Ok(Some(format!(
             "{{\"bench\":\"latency\",\"kind\":\"{}\",\"size\":{},\"members\":{},\"count\":{},\"rate\":{},\"idle\":\"{}\",\"self_delivery\":{},\"round_trip\":{},\"baseline_round_trip\":{},\"ratio_p50_rtt\":{:.3}}}",
             setup.kind,
             setup.size,
@@ -420,8 +436,7 @@ pub fn latency(spec: Latency) -> Result<(), RuntimeError> {
             list(&round_trip),
             list(&raw),
             ratio(round_trip[0] as f64, raw[0] as f64),
-        );
-        return Ok(());
+        )));
     }
     println!(
         "bench latency: kind {}, {} B, {} members, {} messages, {}, idle {}",
@@ -462,7 +477,7 @@ pub fn latency(spec: Latency) -> Result<(), RuntimeError> {
         "round trip p50: osiris / raw UDP = {:.2}",
         ratio(round_trip[0] as f64, raw[0] as f64)
     );
-    Ok(())
+    Ok(None)
 }
 
 /// `LATENCY|RTT group count p50 p90 p99 p999 max` → the five percentiles.

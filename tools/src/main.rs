@@ -5,6 +5,7 @@
 mod bench;
 mod demo;
 mod latency;
+mod matrix;
 mod member;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -97,6 +98,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200_000)]
         count: u64,
     },
+    /// The standard matrix (sizes, senders, kinds, members) plus latency;
+    /// writes JSON, a Markdown table and an SVG plot into `--out`.
+    Matrix {
+        /// Directory for `<date>.json`, `<date>.md`, `<date>.svg`.
+        #[arg(long, default_value = "perf/results")]
+        out: PathBuf,
+        /// Fewer cells and messages (3 members, 1 sender).
+        #[arg(long)]
+        quick: bool,
+        /// The file name stem (default: today's date, UTC).
+        #[arg(long)]
+        date: Option<String>,
+    },
     /// Self-delivery latency of a send kind at a fixed offered rate
     /// (coordinated omission corrected) or at saturation, and the
     /// member-to-member round trip, beside raw UDP ping-pong.
@@ -146,6 +160,24 @@ pub(crate) fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
+/// Today's date (UTC) as YYYY-MM-DD, from the system clock.
+fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -160,6 +192,10 @@ fn main() -> ExitCode {
             senders,
             count,
         }),
+        Command::Bench(BenchCommand::Matrix { out, quick, date }) => {
+            let date = date.unwrap_or_else(today);
+            matrix::run(&out, quick, &date)
+        }
         Command::Bench(BenchCommand::Latency { setup, count, rate }) => {
             bench::latency(bench::Latency {
                 setup: setup.into_setup(),
