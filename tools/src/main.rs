@@ -107,6 +107,9 @@ enum BenchCommand {
         /// Fewer cells and messages (3 members, 1 sender).
         #[arg(long)]
         quick: bool,
+        /// Also run 64 KiB messages (known to fail today: see perf/README.md).
+        #[arg(long)]
+        large: bool,
         /// The file name stem (default: today's date, UTC).
         #[arg(long)]
         date: Option<String>,
@@ -192,9 +195,14 @@ fn main() -> ExitCode {
             senders,
             count,
         }),
-        Command::Bench(BenchCommand::Matrix { out, quick, date }) => {
+        Command::Bench(BenchCommand::Matrix {
+            out,
+            quick,
+            large,
+            date,
+        }) => {
             let date = date.unwrap_or_else(today);
-            matrix::run(&out, quick, &date)
+            matrix::run(&out, quick, large, &date)
         }
         Command::Bench(BenchCommand::Latency { setup, count, rate }) => {
             bench::latency(bench::Latency {

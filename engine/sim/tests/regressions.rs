@@ -108,3 +108,16 @@ fn an_excluded_member_delivers_nothing_of_the_flush() {
         "safe, excluded member's flush",
     );
 }
+
+/// Open (found by the 100,000-seed swarm after the ordering merge): in a
+/// four-node partition run, members restarted by the fault schedule lose the
+/// primary partition one after another, and at the end every node is a
+/// joiner with nobody to join (all four end `Joining`). Not yet understood:
+/// either the fault oracle let the schedule remove the last majority, or a
+/// majority member stopped when it should not have. Replay:
+/// `cargo run --release -p osiris-sim -- --seed 48714`.
+#[test]
+#[ignore = "open liveness finding, seed 48714 of the 100k swarm; see the comment"]
+fn partition_run_that_ends_with_every_node_joining() {
+    assert_clean(48714, &RunOptions::default(), "partition, 4 nodes");
+}
