@@ -903,7 +903,14 @@ impl Node {
         if !is_member && data_index > 0 {
             self.stats.frames_from_strangers += 1;
         }
-        if header.view > self.view_id() && (is_member || self.domain.is_none()) {
+        // A sender in a newer view holds the commit we lack. That includes a
+        // stranger in exactly our next view: a member that view admitted,
+        // which we do not know yet. Ignoring it let a fresh joiner, which
+        // heard nobody (they had not installed its view), stop Disconnected
+        // and take the majority with it (seed 48714).
+        let newer = header.view > self.view_id();
+        let next_view_stranger = header.view == self.view_id().next() && self.domain.is_some();
+        if newer && (is_member || self.domain.is_none() || next_view_stranger) {
             self.request_commit(now, header.sender);
         }
     }

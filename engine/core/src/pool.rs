@@ -1,49 +1,67 @@
 //! Recycled byte buffers: the per-message path takes and returns buffers
 //! here, so in steady state it allocates nothing.
+//!
+//! The pool keeps buffers up to a total capacity (not a count), so that the
+//! most messages ever in flight at once — a few windows of the largest
+//! messages in use — stay pooled instead of being freed and made again on the
+//! next burst.
 
 #[derive(Debug, Default)]
 pub(crate) struct BufPool {
     free: Vec<Vec<u8>>,
+    /// Total capacity of the buffers in `free`.
+    bytes: usize,
 }
 
-/// Buffers kept for reuse at most; more are freed.
-const POOL_BUFFERS_MAX: usize = 8192;
-/// Capacity of a new buffer. Buffers circulate between uses of different
-/// sizes (a delivered payload, then a stored message with its tag and causal
-/// header): made this large, a small message never grows a recycled buffer.
-/// Larger messages grow a buffer once; it keeps that capacity.
+/// Total capacity the pool keeps at most; beyond it buffers are freed.
+const POOL_BYTES_MAX: usize = 64 << 20;
+/// Buffers kept at most (bounds the pool's own vector).
+const POOL_BUFFERS_MAX: usize = 65_536;
+/// Capacity of a new buffer at least. Buffers circulate between uses of
+/// different sizes (a delivered payload, then a stored message with its tag
+/// and causal header): made this large, a small message never grows a
+/// recycled buffer. Larger messages grow a buffer once; it keeps that size.
 const BUF_CAPACITY_MIN: usize = 256;
 
 impl BufPool {
-    /// A buffer holding a copy of `bytes`.
-    pub(crate) fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut buf = self.take();
-        debug_assert!(buf.is_empty());
-        buf.extend_from_slice(bytes);
-        buf
+    /// An empty buffer with room for `len` bytes (from the pool when it has one).
+    pub(crate) fn take_with(&mut self, len: usize) -> Vec<u8> {
+        match self.free.pop() {
+            Some(mut buf) => {
+                self.bytes -= buf.capacity();
+                debug_assert!(buf.is_empty());
+                buf.reserve(len);
+                buf
+            }
+            None => Vec::with_capacity(len.max(BUF_CAPACITY_MIN)),
+        }
     }
 
     /// An empty buffer (from the pool when it has one).
     pub(crate) fn take(&mut self) -> Vec<u8> {
-        let buf = self
-            .free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY_MIN));
-        debug_assert!(buf.is_empty());
+        self.take_with(0)
+    }
+
+    /// A buffer holding a copy of `bytes`.
+    pub(crate) fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut buf = self.take_with(bytes.len());
+        buf.extend_from_slice(bytes);
         buf
     }
 
     /// A buffer holding `tag` then a copy of `body` (a stored data message).
     pub(crate) fn tagged(&mut self, tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut buf = self.take();
+        let mut buf = self.take_with(1 + body.len());
         buf.push(tag);
         buf.extend_from_slice(body);
         buf
     }
 
     pub(crate) fn put(&mut self, mut buf: Vec<u8>) {
-        if self.free.len() < POOL_BUFFERS_MAX {
+        let capacity = buf.capacity();
+        if self.free.len() < POOL_BUFFERS_MAX && self.bytes + capacity <= POOL_BYTES_MAX {
             buf.clear();
+            self.bytes += capacity;
             self.free.push(buf);
         }
     }

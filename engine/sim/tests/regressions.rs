@@ -109,15 +109,14 @@ fn an_excluded_member_delivers_nothing_of_the_flush() {
     );
 }
 
-/// Open (found by the 100,000-seed swarm after the ordering merge): in a
-/// four-node partition run, members restarted by the fault schedule lose the
-/// primary partition one after another, and at the end every node is a
-/// joiner with nobody to join (all four end `Joining`). Not yet understood:
-/// either the fault oracle let the schedule remove the last majority, or a
-/// majority member stopped when it should not have. Replay:
-/// `cargo run --release -p osiris-sim -- --seed 48714`.
+/// Found by the 100,000-seed swarm after the ordering merge. The leader
+/// committed view 9, which admitted a joiner, and was cut off before the
+/// other two members installed it. The joiner heard nobody, because they
+/// ignored its frames as a stranger's and did not heartbeat it. It stopped
+/// `Disconnected` 5 ms before the takeover installed view 9, which left view
+/// 9 without a majority, and every node ended `Joining`. Fix: a frame from a
+/// stranger in exactly our next view makes us ask it for the commit.
 #[test]
-#[ignore = "open liveness finding, seed 48714 of the 100k swarm; see the comment"]
-fn partition_run_that_ends_with_every_node_joining() {
+fn a_joiner_in_a_view_others_lack_is_asked_for_its_commit() {
     assert_clean(48714, &RunOptions::default(), "partition, 4 nodes");
 }

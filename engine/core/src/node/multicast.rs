@@ -64,7 +64,9 @@ impl Node {
         if full {
             return Err(Error::SendQueueFull(group));
         }
-        let mut buf = self.pool.take();
+        // Room for the tag, a causal header (8 bytes per member) and the payload.
+        let header_room = 16 + 8 * local.streams.len();
+        let mut buf = self.pool.take_with(header_room + payload.len());
         match head {
             Head::Plain(SendKind::Fifo) => buf.push(data_tag::FIFO),
             Head::Plain(SendKind::Ordered) => buf.push(data_tag::ORDERED),
