@@ -648,40 +648,30 @@ impl Engine {
                         sender,
                         kind,
                         payload,
-                    } => {
-                        if let Some(handler) = self
-                            .groups
-                            .get_mut(&group)
-                            .and_then(|local| local.handlers.message.as_mut())
-                        {
-                            handler(&Message {
-                                group,
-                                sender,
-                                kind,
-                                point_to_point: false,
-                                payload,
-                            });
-                        }
-                    }
+                    } => deliver(
+                        &mut self.groups,
+                        &Message {
+                            group,
+                            sender,
+                            kind,
+                            point_to_point: false,
+                            payload,
+                        },
+                    ),
                     Event::P2p {
                         group,
                         sender,
                         payload,
-                    } => {
-                        if let Some(handler) = self
-                            .groups
-                            .get_mut(&group)
-                            .and_then(|local| local.handlers.message.as_mut())
-                        {
-                            handler(&Message {
-                                group,
-                                sender,
-                                kind: SendKind::Fifo,
-                                point_to_point: true,
-                                payload,
-                            });
-                        }
-                    }
+                    } => deliver(
+                        &mut self.groups,
+                        &Message {
+                            group,
+                            sender,
+                            kind: SendKind::Fifo,
+                            point_to_point: true,
+                            payload,
+                        },
+                    ),
                     Event::Flushed { id, .. } => {
                         if let Some(reply) = self.flushes.remove(&id) {
                             let _ = reply.send(Ok(()));
@@ -931,5 +921,15 @@ fn push_entry(
     match destination {
         Some(destination) => out.entries.push((destination, index)),
         None => stats.unroutable += 1,
+    }
+}
+
+/// Hands a delivered message to its group's message handler, if any.
+fn deliver(groups: &mut HashMap<GroupId, LocalGroup>, message: &Message<'_>) {
+    if let Some(handler) = groups
+        .get_mut(&message.group)
+        .and_then(|local| local.handlers.message.as_mut())
+    {
+        handler(message);
     }
 }
