@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use osiris_runtime::RuntimeError;
+use osiris_runtime::{IdleAction, IdleStrategy, Idler, RuntimeError};
 use osiris_tools::cluster::{loopback_config, Cluster};
 use osiris_transport::{Destination, Interest, Transmit, Transport, UdpConfig, UdpTransport};
 
@@ -124,21 +124,7 @@ fn form(setup: &Setup) -> Result<Cluster, String> {
         c.wait_for(index, "JOINED", STEP)?;
     }
     for index in 0..c.members.len() {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let full = c.last(index, "VIEW").is_some_and(|view| {
-                view.split_whitespace()
-                    .nth(3)
-                    .is_some_and(|m| m.split(',').count() == setup.members as usize)
-            });
-            if full {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("member {index} never saw the full view"));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        c.wait_view_size(index, setup.members as usize, STEP)?;
     }
     Ok(c)
 }
@@ -613,8 +599,23 @@ fn raw_baseline(
     })
 }
 
-/// Raw UDP ping-pong between two threads (one datagram each way, blocking
-/// on `ppoll` like the `block` idle strategy): the round-trip percentiles.
+/// Waits the way the members' default idle strategy does (spin, yield,
+/// then `ppoll` with a growing bound), so the baseline idles like Osiris.
+fn idle_wait(idler: &mut Idler, transport: &mut UdpTransport) {
+    match idler.idle() {
+        IdleAction::Spin => std::hint::spin_loop(),
+        IdleAction::Yield => std::thread::yield_now(),
+        IdleAction::Block(bound) => {
+            let _ = transport.wait(
+                Interest::READABLE,
+                bound.or(Some(Duration::from_millis(100))),
+            );
+        }
+    }
+}
+
+/// Raw UDP ping-pong between two threads (one datagram each way), idling
+/// like the members' default `backoff` strategy: the round-trip percentiles.
 fn raw_ping_pong(size: usize, count: u64) -> Result<Vec<u64>, String> {
     let mut pinger = raw_socket()?;
     let mut ponger = raw_socket()?;
@@ -623,6 +624,7 @@ fn raw_ping_pong(size: usize, count: u64) -> Result<Vec<u64>, String> {
     let rounds = count.max(1);
     let echo = std::thread::spawn(move || {
         let mut batch = ponger.new_recv_batch();
+        let mut idler = Idler::new(IdleStrategy::default());
         let mut echoed = 0;
         let payload = vec![0u8; size];
         while echoed < rounds {
@@ -635,13 +637,16 @@ fn raw_ping_pong(size: usize, count: u64) -> Result<Vec<u64>, String> {
                 echoed += 1;
             }
             if got == 0 {
-                let _ = ponger.wait(Interest::READABLE, Some(Duration::from_millis(100)));
+                idle_wait(&mut idler, &mut ponger);
+            } else {
+                idler.reset();
             }
         }
     });
     let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| e.to_string())?;
     let mut batch = pinger.new_recv_batch();
+    let mut idler = Idler::new(IdleStrategy::default());
     let payload = vec![0u8; size];
     for _ in 0..rounds {
         let sent = Instant::now();
@@ -651,11 +656,9 @@ fn raw_ping_pong(size: usize, count: u64) -> Result<Vec<u64>, String> {
                 frame: &payload,
             }])
             .map_err(|e| e.to_string())?;
-        loop {
-            if pinger.recv_batch(&mut batch, Instant::now()).unwrap_or(0) > 0 {
-                break;
-            }
-            let _ = pinger.wait(Interest::READABLE, Some(Duration::from_millis(100)));
+        idler.reset();
+        while pinger.recv_batch(&mut batch, Instant::now()).unwrap_or(0) == 0 {
+            idle_wait(&mut idler, &mut pinger);
         }
         let _ = histogram.record(
             u64::try_from(sent.elapsed().as_nanos())

@@ -233,6 +233,31 @@ impl Cluster {
             .cloned()
     }
 
+    /// Waits until the latest group view member `index` printed has `size`
+    /// members.
+    pub fn wait_view_size(
+        &mut self,
+        index: usize,
+        size: usize,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let full = self.last(index, "VIEW").is_some_and(|view| {
+                view.split_whitespace()
+                    .nth(3)
+                    .is_some_and(|members| members.split(',').count() == size)
+            });
+            if full {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("member {index} never saw a view of {size}"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Reads whatever lines arrived, without waiting.
     pub fn collect(&mut self) {
         while let Ok((from, line)) = self.rx.try_recv() {

@@ -62,7 +62,7 @@ fn script(c: &mut Cluster, members: u32, burst: u32) -> Result<(), String> {
     }
     // Everyone must see the full view before multicasting in it.
     for index in 0..c.members.len() {
-        wait_view_size(c, index, members as usize)?;
+        c.wait_view_size(index, members as usize, STEP)?;
     }
 
     let order = round(c, "send", "hello")?;
@@ -238,23 +238,6 @@ fn round(c: &mut Cluster, verb: &str, label: &str) -> Result<Vec<Vec<String>>, S
         orders.push(order);
     }
     Ok(orders)
-}
-
-fn wait_view_size(c: &mut Cluster, index: usize, size: usize) -> Result<(), String> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        c.collect();
-        if let Some(view) = c.last(index, "VIEW") {
-            let members = view.split_whitespace().nth(3).unwrap_or("");
-            if members.split(',').count() == size {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!("member {index} never saw a view of {size}"));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn total_delivered(c: &mut Cluster, index: usize) -> Result<u64, String> {

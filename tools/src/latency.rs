@@ -19,36 +19,29 @@ pub const HEADER_LEN: usize = 2 + 4 + 8 + 8;
 #[derive(Debug)]
 pub struct Probe {
     pub histogram: Histogram<u64>,
+    /// The schedule's start: probes carry their due time relative to it.
     start: Instant,
-    /// Time between scheduled sends; zero at saturation.
-    period: Duration,
     pub recorded: u64,
 }
 
 impl Probe {
-    pub fn new(rate_per_second: u64) -> Probe {
+    /// A probe and the schedule its sender follows: `rate_per_second`
+    /// probes per second, or as fast as possible if 0.
+    pub fn new(rate_per_second: u64) -> (Probe, Schedule) {
         let period = if rate_per_second == 0 {
             Duration::ZERO
         } else {
             Duration::from_nanos(1_000_000_000 / rate_per_second.max(1))
         };
-        Probe {
+        let start = Instant::now();
+        let probe = Probe {
             // 1 ns to 60 s at 3 significant digits: recording never allocates.
             histogram: Histogram::new_with_bounds(1, 60_000_000_000, 3)
                 .unwrap_or_else(|_| Histogram::new(3).expect("3 significant digits")),
-            start: Instant::now(),
-            period,
+            start,
             recorded: 0,
-        }
-    }
-
-    /// The schedule alone (start and period), for the sending thread while
-    /// the probe itself sits in the shared state.
-    pub fn start_copy(&self) -> Schedule {
-        Schedule {
-            start: self.start,
-            period: self.period,
-        }
+        };
+        (probe, Schedule { start, period })
     }
 
     /// A probe (or pong) payload came back: record now minus its due time.

@@ -456,8 +456,7 @@ fn latency(
     rate: u64,
 ) -> Result<(), RuntimeError> {
     let size = size.max(HEADER_LEN);
-    let probe = Probe::new(rate);
-    let schedule = probe.start_copy();
+    let (probe, schedule) = Probe::new(rate);
     state.0.lock().unwrap_or_else(|e| e.into_inner()).probe = Some(probe);
     for index in 0..count {
         let due = schedule.due(index);
@@ -481,8 +480,7 @@ fn ping(
     size: usize,
 ) -> Result<(), RuntimeError> {
     let size = size.max(HEADER_LEN);
-    let probe = Probe::new(0);
-    let schedule = probe.start_copy();
+    let (probe, schedule) = Probe::new(0);
     state.0.lock().unwrap_or_else(|e| e.into_inner()).probe = Some(probe);
     let mut buf = vec![0u8; size];
     for index in 0..count {

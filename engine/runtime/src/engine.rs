@@ -579,11 +579,11 @@ impl Engine {
         match dest {
             Dest::Member(member) => {
                 let address = self.book.member(member);
-                self.push_entry(address, index);
+                push_entry(&mut self.out, &mut self.stats, self.local, address, index);
             }
             Dest::Seed(seed) => {
                 let address = self.book.seed(usize::from(seed), &self.node.config().seeds);
-                self.push_entry(address, index);
+                push_entry(&mut self.out, &mut self.stats, self.local, address, index);
             }
             Dest::Group(group) => {
                 if let Some(address) = self.config.group_address(group) {
@@ -601,10 +601,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    fn push_entry(&mut self, address: Option<SocketAddr>, index: usize) {
-        push_entry(&mut self.out, &mut self.stats, self.local, address, index);
     }
 
     /// Hands the core's events to the handlers.
@@ -630,7 +626,7 @@ impl Engine {
                         }
                     }
                     Event::GroupView(view) => {
-                        let me = self.node_member();
+                        let me = self.node.member_id();
                         if let Some(local) = self.groups.get_mut(&view.group) {
                             if view.members.contains(&me) {
                                 if let Some(reply) = local.join_reply.take() {
@@ -789,10 +785,6 @@ impl Engine {
                 None => return events,
             }
         }
-    }
-
-    fn node_member(&self) -> osiris_core::MemberId {
-        self.node.member_id()
     }
 
     fn join_multicast(&mut self, group: GroupId) {
