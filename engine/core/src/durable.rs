@@ -12,6 +12,11 @@
 //! * `RECOVERED` (3): sender node u32, incarnation u32, payload: one message
 //!   of a sequence recovered earlier (the log is rewritten to these at
 //!   every restart, see `encode_recovered`).
+//! * `LOADED` (4): epoch u64, sender node u32, incarnation u32, payload: one
+//!   message of the SafeSend sequence a joiner loaded by state transfer at
+//!   the start of `epoch` (`Node::log_loaded`). The latest epoch's loaded
+//!   sequence replaces whatever was recovered or logged before that epoch:
+//!   it is everything the group delivered before this member joined.
 //!
 //! The core does no I/O: the host appends the records, syncs, and reports
 //! them durable with `Node::persisted`.
@@ -25,6 +30,7 @@ use crate::wire::DataView;
 pub(crate) const MESSAGE: u8 = 1;
 pub(crate) const FLUSH_DELIVERY: u8 = 2;
 pub(crate) const RECOVERED: u8 = 3;
+pub(crate) const LOADED: u8 = 4;
 
 /// One SafeSend of a recovered sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +74,15 @@ pub fn encode_recovered(message: &RecoveredMessage) -> Vec<u8> {
     out
 }
 
+pub(crate) fn encode_loaded(epoch: u64, message: &RecoveredMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + message.payload.len());
+    out.push(LOADED);
+    out.extend_from_slice(&epoch.to_le_bytes());
+    put_member(&mut out, message.sender);
+    out.extend_from_slice(&message.payload);
+    out
+}
+
 struct Reader<'a> {
     rest: &'a [u8],
 }
@@ -92,6 +107,68 @@ impl<'a> Reader<'a> {
         let incarnation = self.u32()?;
         Ok(MemberId::new(node, incarnation))
     }
+}
+
+/// One line describing a record, for `osiris log` (operators, diagnosis).
+pub fn describe(record: &[u8]) -> String {
+    fn member(m: MemberId) -> String {
+        format!("{}.{}", m.node.0, m.incarnation.0)
+    }
+    let Some((&tag, body)) = record.split_first() else {
+        return "empty record".to_owned();
+    };
+    let mut reader = Reader { rest: body };
+    let described: Result<String, DecodeError> = (|| match tag {
+        MESSAGE => {
+            let epoch = reader.u64()?;
+            let sender = reader.member()?;
+            let seq = reader.u64()?;
+            let what = match DataView::parse_stored(reader.rest)? {
+                DataView::Safe { payload } => format!("safe {} bytes", payload.len()),
+                DataView::Order { ranges } => {
+                    let list: Vec<String> = ranges
+                        .iter()
+                        .map(|r| format!("{}[{}..={}]", member(r.sender), r.lo, r.hi))
+                        .collect();
+                    format!("order {}", list.join(" "))
+                }
+                _ => "other".to_owned(),
+            };
+            Ok(format!(
+                "message epoch {epoch} {}#{seq} {what}",
+                member(sender)
+            ))
+        }
+        FLUSH_DELIVERY => {
+            let epoch = reader.u64()?;
+            let sender = reader.member()?;
+            let seq = reader.u64()?;
+            let index = reader.u64()?;
+            Ok(format!(
+                "flush-delivery epoch {epoch} {}#{seq} index {index}",
+                member(sender)
+            ))
+        }
+        RECOVERED => {
+            let sender = reader.member()?;
+            Ok(format!(
+                "recovered {} {} bytes",
+                member(sender),
+                reader.rest.len()
+            ))
+        }
+        LOADED => {
+            let epoch = reader.u64()?;
+            let sender = reader.member()?;
+            Ok(format!(
+                "loaded epoch {epoch} {} {} bytes",
+                member(sender),
+                reader.rest.len()
+            ))
+        }
+        _ => Ok(format!("unknown record kind {tag}")),
+    })();
+    described.unwrap_or_else(|error| format!("undecodable record: {error}"))
 }
 
 /// A message's place in the order: see `Position::sort_key`.
@@ -134,6 +211,8 @@ pub fn recover<'a>(
     let mut messages: BTreeMap<(u64, MemberId, u64), Vec<u8>> = BTreeMap::new();
     let mut ranges: Ranges = BTreeMap::new();
     let mut flushed: BTreeMap<(u64, MemberId, u64), u64> = BTreeMap::new();
+    // The latest state transfer: (epoch, sequence).
+    let mut loaded: Option<(u64, Vec<RecoveredMessage>)> = None;
     for record in records {
         let Some((&tag, body)) = record.split_first() else {
             return Err(DecodeError::Truncated("durable record"));
@@ -175,8 +254,26 @@ pub fn recover<'a>(
                     payload: reader.rest.to_vec(),
                 });
             }
+            LOADED => {
+                let epoch = reader.u64()?;
+                let message = RecoveredMessage {
+                    sender: reader.member()?,
+                    payload: reader.rest.to_vec(),
+                };
+                match &mut loaded {
+                    Some((at, list)) if *at == epoch => list.push(message),
+                    Some((at, _)) if *at > epoch => {}
+                    _ => loaded = Some((epoch, vec![message])),
+                }
+            }
             _ => return Err(DecodeError::Truncated("durable record of an unknown kind")),
         }
+    }
+    if let Some((epoch, base)) = loaded {
+        // The loaded sequence holds everything delivered before `epoch`.
+        recovered = base;
+        messages.retain(|(at, _, _), _| *at >= epoch);
+        flushed.retain(|(at, _, _), _| *at >= epoch);
     }
     let mut placed: Vec<(SortKey, RecoveredMessage)> = recovered
         .into_iter()
@@ -200,4 +297,46 @@ pub fn recover<'a>(
     }
     placed.sort_by_key(|(key, _)| *key);
     Ok(placed.into_iter().map(|(_, message)| message).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(node: u32, text: &str) -> RecoveredMessage {
+        RecoveredMessage {
+            sender: MemberId::new(node, 1),
+            payload: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_latest_loaded_sequence_replaces_what_came_before() {
+        let (a, x, y, z) = (
+            message(1, "a"),
+            message(2, "x"),
+            message(3, "y"),
+            message(2, "z"),
+        );
+        let records = [
+            encode_recovered(&a),
+            encode_loaded(4, &z),
+            encode_loaded(5, &x),
+            encode_loaded(5, &y),
+            encode_flush_delivery(3, MemberId::new(1, 1), 1, 1),
+        ];
+        let recovered = recover(records.iter().map(Vec::as_slice)).unwrap();
+        assert_eq!(recovered, vec![x, y]);
+        let only_recovered = [encode_recovered(&a)];
+        assert_eq!(
+            recover(only_recovered.iter().map(Vec::as_slice)).unwrap(),
+            vec![a]
+        );
+    }
+
+    #[test]
+    fn a_short_loaded_record_is_an_error() {
+        let record = [LOADED, 1, 2, 3];
+        assert!(recover([&record[..]]).is_err());
+    }
 }

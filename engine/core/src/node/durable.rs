@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use super::Node;
 use crate::config::InjectedBug;
-use crate::durable::{encode_flush_delivery, encode_message};
+use crate::durable::{encode_flush_delivery, encode_loaded, encode_message, RecoveredMessage};
 use crate::id::GroupId;
 use crate::wire::DataView;
 
@@ -108,6 +108,24 @@ impl Node {
             local.ack_dirty = local.view.members.len() > 1;
             local.update_stability(&mut self.pool, quorum);
             self.deliver_ready(group);
+        }
+    }
+
+    /// The host loaded, by state transfer from a donor, the SafeSend
+    /// sequence the group delivered before this member joined (the donor's
+    /// recovered and delivered SafeSends): log it, so that this member's
+    /// log alone again holds everything delivered. Call when the state is
+    /// loaded (before the application sees a delivery of the group); the
+    /// records are durable before the next event (`must_persist_before_events`).
+    pub fn log_loaded(&mut self, group: GroupId, sequence: &[RecoveredMessage]) {
+        let Some(epoch) = self.groups.get(&group).map(|local| local.epoch.0) else {
+            return;
+        };
+        let Some(log) = self.durable.get_mut(&group) else {
+            return;
+        };
+        for message in sequence {
+            log.barrier = log.push(encode_loaded(epoch, message));
         }
     }
 
