@@ -3,7 +3,7 @@
 //! (`RuntimeConfig::new` and field changes) or read from a TOML file.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use osiris_core::Config;
@@ -63,6 +63,9 @@ pub struct RuntimeConfig {
     pub send_timeout: Duration,
     /// How long `shutdown` waits for the leave to be agreed.
     pub leave_timeout: Duration,
+    /// Where durable groups keep their logs (one file per group); needed
+    /// to join a group with `GroupBuilder::durable`. One node per directory.
+    pub durable_dir: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -81,6 +84,7 @@ impl RuntimeConfig {
             request_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(2),
+            durable_dir: None,
         }
     }
 
@@ -138,6 +142,14 @@ impl RuntimeConfig {
             }
             if !self.bind.is_ipv4() {
                 return bad("IP multicast needs an IPv4 bind address");
+            }
+        }
+        if let Some(dir) = &self.durable_dir {
+            if dir.exists() && !dir.is_dir() {
+                return Err(RuntimeError::Config(format!(
+                    "durable_dir {} exists and is not a directory",
+                    dir.display()
+                )));
             }
         }
         if let Some(core) = self.pin_core {
@@ -201,6 +213,8 @@ struct FileConfig {
     #[serde(default)]
     submit_ring_len: Option<usize>,
     #[serde(default)]
+    durable_dir: Option<PathBuf>,
+    #[serde(default)]
     multicast: Option<FileMulticast>,
     #[serde(default)]
     timing: FileTiming,
@@ -249,6 +263,7 @@ impl FileConfig {
             })?;
         }
         config.pin_core = self.pin_core;
+        config.durable_dir = self.durable_dir;
         if let Some(len) = self.datagram_len_max {
             config.datagram_len_max = len;
         }
@@ -347,6 +362,8 @@ mod tests {
         assert!(error("node = 1\nbind = \"nowhere\"").contains("bind"));
         let multicast = "node = 1\nbind = \"127.0.0.1:1\"\n[multicast]\nbase = \"10.0.0.0\"\nport = 7\ninterface = \"127.0.0.1\"";
         assert!(error(multicast).contains("multicast.base"));
+        let file = "node = 1\nbind = \"127.0.0.1:1\"\ndurable_dir = \"/etc/hostname\"";
+        assert!(error(file).contains("durable_dir"), "{}", error(file));
         let core = "node = 1\nbind = \"127.0.0.1:1\"\n[limits]\npayload_max = 0";
         assert!(error(core).contains("payload_max"), "{}", error(core));
     }

@@ -19,6 +19,7 @@ use osiris_transport::{
 
 use crate::addresses::AddressBook;
 use crate::config::{MulticastMode, RuntimeConfig};
+use crate::durable::DurableLogs;
 use crate::handlers::{
     GroupHandlers, Message, NodeHandlers, QueryRequest, QueryResult, RuntimeStats,
 };
@@ -152,6 +153,8 @@ pub(crate) struct Engine {
     flushes: HashMap<FlushId, mpsc::Sender<Result<(), RuntimeError>>>,
     /// Queries in progress: what they collected so far, and the caller.
     queries: HashMap<QueryId, (QueryResult, mpsc::Sender<Result<QueryResult, RuntimeError>>)>,
+    /// Logs of the durable groups.
+    durable: DurableLogs,
     shutting_down: Option<StdInstant>,
     warned_at: Option<StdInstant>,
     warned_counts: (u64, u64),
@@ -247,6 +250,7 @@ impl Engine {
             stalled: None,
             flushes: HashMap::new(),
             queries: HashMap::new(),
+            durable: DurableLogs::default(),
             shutting_down: None,
             warned_at: None,
             warned_counts: (0, 0),
@@ -315,8 +319,13 @@ impl Engine {
             self.node.handle_timeout(now);
             work += 1;
         }
+        if !self.durable.is_empty() {
+            // Records to the log thread; what it made durable to the core
+            // (whose acks, sent by transmit, advertise it).
+            work += self.durable.persist(&mut self.node)?;
+        }
         work += self.transmit(now)?;
-        work += self.upcalls(now);
+        work += self.upcalls(now)?;
         // Upcalls may have produced frames (a checkpoint's chunks, a join).
         work += self.transmit(now)?;
         self.warn_about_drops(std_now);
@@ -476,24 +485,34 @@ impl Engine {
         match control {
             Control::Join {
                 name,
-                handlers,
+                mut handlers,
                 reply,
-            } => match self.node.join_group(now, &name) {
-                Ok(group) => {
-                    self.groups.insert(
-                        group,
-                        LocalGroup {
-                            handlers,
-                            join_reply: Some(reply),
-                            leave_reply: None,
-                            multicast_joined: false,
-                        },
-                    );
+            } => {
+                let joined = self
+                    .open_durable(&name, &mut handlers)
+                    .and_then(|()| Ok(self.node.join_group(now, &name)?));
+                match joined {
+                    Ok(group) => {
+                        self.groups.insert(
+                            group,
+                            LocalGroup {
+                                handlers,
+                                join_reply: Some(reply),
+                                leave_reply: None,
+                                multicast_joined: false,
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        if handlers.recovered.is_some()
+                            && !self.groups.contains_key(&GroupId::from_name(&name))
+                        {
+                            self.durable.close(GroupId::from_name(&name));
+                        }
+                        let _ = reply.send(Err(error));
+                    }
                 }
-                Err(error) => {
-                    let _ = reply.send(Err(error.into()));
-                }
-            },
+            }
             Control::Leave { group, reply } => match self.node.leave_group(now, group) {
                 Ok(()) => {
                     if let Some(local) = self.groups.get_mut(&group) {
@@ -509,6 +528,38 @@ impl Engine {
             }
             Control::Shutdown => self.begin_shutdown(now),
         }
+    }
+
+    /// For a durable group: recover its log, hand the recovered SafeSends to
+    /// the application, and put the core in durable mode for it, all before
+    /// the join (nothing of the new membership may be acknowledged before).
+    fn open_durable(
+        &mut self,
+        name: &str,
+        handlers: &mut GroupHandlers,
+    ) -> Result<(), RuntimeError> {
+        let Some(on_recovered) = handlers.recovered.as_mut() else {
+            return Ok(());
+        };
+        let Some(dir) = self.config.durable_dir.clone() else {
+            return Err(RuntimeError::Config(format!(
+                "group {name} is durable but the node has no durable_dir"
+            )));
+        };
+        if name.is_empty() || name.len() > osiris_core::wire::GROUP_NAME_MAX {
+            return Err(osiris_core::Error::BadGroupName.into());
+        }
+        let group = GroupId::from_name(name);
+        if self.groups.contains_key(&group) {
+            return Err(osiris_core::Error::AlreadyJoined(group).into());
+        }
+        std::fs::create_dir_all(&dir).map_err(|error| {
+            RuntimeError::Config(format!("durable_dir {}: {error}", dir.display()))
+        })?;
+        let recovered = self.durable.open(&dir, group, name, &self.shared)?;
+        on_recovered(&recovered);
+        self.node.set_durable(group);
+        Ok(())
     }
 
     fn refuse(&mut self, control: Control) {
@@ -604,10 +655,16 @@ impl Engine {
     }
 
     /// Hands the core's events to the handlers.
-    fn upcalls(&mut self, now: Instant) -> usize {
+    fn upcalls(&mut self, now: Instant) -> Result<usize, RuntimeError> {
         let mut events = 0;
         loop {
+            if self.node.must_persist_before_events() {
+                // Output commit: no SafeSend reaches the application before
+                // its record is durable here.
+                self.durable.persist_all(&mut self.node)?;
+            }
             let mut checkpoint = None;
+            let mut loaded = None;
             let mut replies: Vec<(QueryRef, Vec<u8>)> = Vec::new();
             let mut abandoned = false;
             while let Some(event) = self.node.poll_event() {
@@ -644,16 +701,21 @@ impl Engine {
                         sender,
                         kind,
                         payload,
-                    } => deliver(
-                        &mut self.groups,
-                        &Message {
-                            group,
-                            sender,
-                            kind,
-                            point_to_point: false,
-                            payload,
-                        },
-                    ),
+                    } => {
+                        if kind == SendKind::Safe && !self.durable.is_empty() {
+                            self.durable.count_delivery(group);
+                        }
+                        deliver(
+                            &mut self.groups,
+                            &Message {
+                                group,
+                                sender,
+                                kind,
+                                point_to_point: false,
+                                payload,
+                            },
+                        );
+                    }
                     Event::P2p {
                         group,
                         sender,
@@ -726,17 +788,17 @@ impl Engine {
                         state,
                         fresh,
                     } => {
+                        if !fresh && self.durable.is_durable(group) {
+                            // The history in it must be logged first.
+                            loaded = Some((group, state.to_vec()));
+                            break;
+                        }
                         if !fresh {
-                            if let Some(handler) = self
-                                .groups
-                                .get_mut(&group)
-                                .and_then(|local| local.handlers.load.as_mut())
-                            {
-                                handler(state);
-                            }
+                            load(&mut self.groups, group, state);
                         }
                     }
                     Event::GroupLeft { group } => {
+                        self.durable.close(group);
                         if let Some(local) = self.groups.remove(&group) {
                             if let Some(reply) = local.leave_reply {
                                 let _ = reply.send(Ok(()));
@@ -774,15 +836,28 @@ impl Engine {
                     RuntimeError::Interrupted("this node was excluded from the domain")
                 });
             }
+            if let Some((group, state)) = loaded {
+                let state = self
+                    .durable
+                    .unwrap_checkpoint(&mut self.node, group, &state);
+                load(&mut self.groups, group, state);
+                continue;
+            }
             match checkpoint {
                 Some((group, state)) => {
+                    let state = if self.durable.is_durable(group) {
+                        self.durable
+                            .wrap_checkpoint(&mut self.node, group, &state)?
+                    } else {
+                        state
+                    };
                     if let Err(error) = self.node.provide_checkpoint(now, group, &state) {
                         self.warn(format_args!("checkpoint refused: {error}"));
                         // The core waits for an answer: give it an empty state.
                         let _ = self.node.provide_checkpoint(now, group, &[]);
                     }
                 }
-                None => return events,
+                None => return Ok(events),
             }
         }
     }
@@ -833,6 +908,12 @@ impl Engine {
                     .map_or(until_timer, |cap| cap.min(until_timer))
                     .min(BLOCK_MAX);
                 if timeout.is_zero() || !self.shared.prepare_to_sleep() {
+                    return;
+                }
+                if self.durable.has_progress() {
+                    // The log thread published after our last look (its
+                    // notify may have come before we announced sleeping).
+                    self.shared.woke();
                     return;
                 }
                 self.stats.blocks += 1;
@@ -917,6 +998,16 @@ fn push_entry(
 }
 
 /// Hands a delivered message to its group's message handler, if any.
+/// Hands a donor's state to the group's `on_load` handler.
+fn load(groups: &mut HashMap<GroupId, LocalGroup>, group: GroupId, state: &[u8]) {
+    if let Some(handler) = groups
+        .get_mut(&group)
+        .and_then(|local| local.handlers.load.as_mut())
+    {
+        handler(state);
+    }
+}
+
 fn deliver(groups: &mut HashMap<GroupId, LocalGroup>, message: &Message<'_>) {
     if let Some(handler) = groups
         .get_mut(&message.group)

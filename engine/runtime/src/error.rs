@@ -27,6 +27,11 @@ pub enum RuntimeError {
     Interrupted(&'static str),
     /// The payload exceeds the configured `payload_max`.
     PayloadTooLarge { len: usize, max: usize },
+    /// A durable group's log failed (open, append, fsync, rewrite). After a
+    /// failed sync the node stops: nothing more may be acknowledged.
+    Log(osiris_log::LogError),
+    /// A durable group's log holds something this runtime cannot use.
+    Durable(String),
 }
 
 impl fmt::Display for RuntimeError {
@@ -46,6 +51,8 @@ impl fmt::Display for RuntimeError {
                 write!(f, "payload of {len} bytes exceeds payload_max {max}")
             }
             RuntimeError::Interrupted(why) => write!(f, "request abandoned: {why}"),
+            RuntimeError::Log(error) => write!(f, "durable log: {error}"),
+            RuntimeError::Durable(what) => write!(f, "durable group: {what}"),
         }
     }
 }
@@ -55,6 +62,7 @@ impl std::error::Error for RuntimeError {
         match self {
             RuntimeError::Transport(error) => Some(error),
             RuntimeError::Core(error) => Some(error),
+            RuntimeError::Log(error) => Some(error),
             _ => None,
         }
     }
@@ -75,5 +83,11 @@ impl From<osiris_core::Error> for RuntimeError {
             }
             other => RuntimeError::Core(other),
         }
+    }
+}
+
+impl From<osiris_log::LogError> for RuntimeError {
+    fn from(error: osiris_log::LogError) -> Self {
+        RuntimeError::Log(error)
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use osiris_core::durable::RecoveredMessage;
 use osiris_core::{GroupId, GroupView, MemberId, QueryRef, QuerySpec, SendKind};
 
 use crate::handlers::{GroupHandlers, Message, QueryRequest, QueryResult};
@@ -78,11 +79,31 @@ impl GroupBuilder {
         self
     }
 
+    /// Durable SafeSend (docs/runtime.md, "Durable SafeSend"): this member
+    /// logs every SafeSend (and its place in the order) in a file under the
+    /// node's `durable_dir`, fsynced before it acknowledges, so a group
+    /// restarted after every member failed loses no SafeSend any member
+    /// delivered. At `join`, before any view or delivery, `on_recovered`
+    /// gets the SafeSends recovered from this member's log, in delivery
+    /// order (empty the first time): the application's initial state. A
+    /// state transfer from a live donor (`on_load`) follows if the group is
+    /// running, and supersedes it.
+    #[must_use]
+    pub fn durable(
+        mut self,
+        on_recovered: impl FnMut(&[RecoveredMessage]) + Send + 'static,
+    ) -> Self {
+        self.handlers.recovered = Some(Box::new(on_recovered));
+        self
+    }
+
     /// Joins (creating the group if it does not exist) and waits for the
     /// view that admits this node, at most `join_timeout`.
     ///
     /// # Errors
-    /// `Core` (bad name, already joined), `Timeout`, or `Stopped`.
+    /// `Core` (bad name, already joined), `Timeout`, `Stopped`; for a
+    /// durable group also `Config` (no `durable_dir`), `Log` (the log could
+    /// not be opened or rewritten) or `Durable` (it holds undecodable records).
     pub fn join(self) -> Result<Group, RuntimeError> {
         let (reply, answer) = mpsc::channel();
         let timeout = self.node.config().join_timeout;

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use osiris_core::durable::RecoveredMessage;
 use osiris_core::{
     DomainView, GroupId, GroupView, MemberId, NodeStats, QueryRef, SendKind, StopReason,
 };
@@ -51,6 +52,7 @@ pub(crate) type MessageHandler = Box<dyn FnMut(&Message<'_>) + Send>;
 pub(crate) type QueryHandler = Box<dyn FnMut(&QueryRequest<'_>) -> Option<Vec<u8>> + Send>;
 pub(crate) type CheckpointHandler = Box<dyn FnMut() -> Vec<u8> + Send>;
 pub(crate) type LoadHandler = Box<dyn FnMut(&[u8]) + Send>;
+pub(crate) type RecoveredHandler = Box<dyn FnMut(&[RecoveredMessage]) + Send>;
 pub(crate) type DomainViewHandler = Box<dyn FnMut(&DomainView) + Send>;
 pub(crate) type StopHandler = Box<dyn FnMut(StopReason) + Send>;
 
@@ -62,6 +64,8 @@ pub(crate) struct GroupHandlers {
     pub query: Option<QueryHandler>,
     pub checkpoint: Option<CheckpointHandler>,
     pub load: Option<LoadHandler>,
+    /// Set for a durable group: receives the SafeSends recovered from its log.
+    pub recovered: Option<RecoveredHandler>,
 }
 
 impl fmt::Debug for GroupHandlers {
@@ -72,6 +76,7 @@ impl fmt::Debug for GroupHandlers {
             .field("query", &self.query.is_some())
             .field("checkpoint", &self.checkpoint.is_some())
             .field("load", &self.load.is_some())
+            .field("durable", &self.recovered.is_some())
             .finish()
     }
 }

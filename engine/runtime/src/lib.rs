@@ -22,6 +22,7 @@
 
 mod addresses;
 mod config;
+mod durable;
 mod engine;
 mod error;
 mod group;
@@ -36,6 +37,7 @@ pub use group::{Group, GroupBuilder};
 pub use handlers::{Message, QueryRequest, QueryResult, RuntimeStats};
 pub use idle::{IdleAction, IdleStrategy, Idler};
 pub use node::{Node, NodeBuilder};
+pub use osiris_core::durable::RecoveredMessage;
 pub use osiris_core::{
     DomainView, GroupId, GroupView, MemberId, QueryOrder, QueryRef, QuerySpec, QueryTarget,
     SendKind, StopReason,
