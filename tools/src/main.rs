@@ -5,6 +5,7 @@
 mod bench;
 mod demo;
 mod latency;
+mod log_dump;
 mod matrix;
 mod member;
 
@@ -46,6 +47,10 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a durable group's log (read only: a torn tail is reported,
+    /// not truncated): one line per record, then the SafeSend sequence it
+    /// recovers to.
+    Log { file: PathBuf },
 }
 
 /// Options every benchmark shares.
@@ -186,6 +191,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { members, burst } => demo::run(members, burst),
         Command::Node { config } => member::run(&config),
+        Command::Log { file } => log_dump::run(&file),
         Command::Bench(BenchCommand::Throughput {
             setup,
             senders,

@@ -95,7 +95,7 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
         let Ok(line) = line else { break };
         let words: Vec<&str> = line.split_whitespace().collect();
         let result = match words.as_slice() {
-            ["join", name] => join(&node, name).map(|joined| {
+            ["join", name, mode @ ..] if mode.is_empty() || mode == ["durable"] => join(&node, name, !mode.is_empty()).map(|joined| {
                 groups.insert((*name).to_owned(), joined);
                 say(format_args!("JOINED {name}"));
             }),
@@ -238,7 +238,9 @@ fn with_group(
     }
 }
 
-fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
+/// Joins `name`; `durable`: in durable mode (the node's `durable_dir`),
+/// printing what the log recovered and every SafeSend delivery.
+fn join(node: &Node, name: &str, durable: bool) -> Result<(Group, Shared), RuntimeError> {
     let shared: Shared = Arc::default();
     let node_id = node.config().core.node.0;
     let responder: Arc<std::sync::OnceLock<Group>> = Arc::default();
@@ -250,8 +252,21 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
     let on_query = Arc::clone(&shared);
     let on_load = Arc::clone(&shared);
     let (name_v, name_m, name_l) = (group_name.clone(), group_name.clone(), group_name.clone());
-    let group = node
-        .group(name)
+    let mut builder = node.group(name);
+    if durable {
+        let name_r = group_name.clone();
+        builder = builder.durable(move |recovered| {
+            for message in recovered {
+                say(format_args!(
+                    "RSAFE {name_r} {} {:016x}",
+                    member(message.sender),
+                    chain(0, &message.payload)
+                ));
+            }
+            say(format_args!("RECOVERED {name_r} {}", recovered.len()));
+        });
+    }
+    let group = builder
         .on_view(move |view| {
             let mut state = on_view.0.lock().unwrap_or_else(|e| e.into_inner());
             // The view that ends: what this member delivered in it, per sender.
@@ -273,6 +288,13 @@ fn join(node: &Node, name: &str) -> Result<(Group, Shared), RuntimeError> {
             ));
         })
         .on_message(move |message| {
+            if durable && message.kind == SendKind::Safe {
+                say(format_args!(
+                    "SAFE {name_m} {} {:016x}",
+                    member(message.sender),
+                    chain(0, message.payload)
+                ));
+            }
             let (lock, changed) = &*on_message;
             let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
             if message.payload.starts_with(PROBE) || message.payload.starts_with(PONG) {

@@ -15,6 +15,11 @@
 //!                                           indices; at most 100 lines per group)
 //! MSG <group> <view> <sender> <text>        a text multicast (`send|causal|ordered|safe G TEXT`)
 //! LOADED <group> <total> <texts>            state loaded from a donor
+//! SAFE <group> <sender> <digest>            a SafeSend delivered in a group joined
+//!                                           `join G durable` (digest: `chain` of the payload)
+//! RSAFE <group> <sender> <digest>           one SafeSend recovered from the log at
+//!                                           `join G durable`, in delivery order
+//! RECOVERED <group> <count>                 after the RSAFE lines (before JOINED)
 //! JOINED <group> | LEFT <group> | SENT <group> <count> <micros>
 //! REACHED <group> <count> <bursts> <micros>  total deliveries reached; burst messages
 //!                                           delivered, between the first and last of them
