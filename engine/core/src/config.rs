@@ -59,6 +59,11 @@ pub struct Config {
     pub frame_max: usize,
     /// Messages a sender may have unstable per group before it queues.
     pub send_window: u32,
+    /// Bytes of its own messages a sender may have sent and not yet stable
+    /// per group (at least one message always goes): with large messages
+    /// the message window alone would let a sender overrun its receivers'
+    /// socket buffers, and the losses would drown their heartbeats.
+    pub send_window_bytes: usize,
     /// Messages a sender may queue behind a full window before `send` fails.
     pub send_queue_max: usize,
     /// Bytes per state-transfer chunk.
@@ -97,6 +102,7 @@ impl Config {
             payload_max: 8 * 1024,
             frame_max: 60 * 1024,
             send_window: 1024,
+            send_window_bytes: 1 << 20,
             send_queue_max: 4096,
             state_chunk_bytes: 16 * 1024,
             safe_quorum: None,
@@ -138,6 +144,9 @@ impl Config {
         }
         if self.send_window == 0 {
             return invalid("send_window", "must be positive");
+        }
+        if self.send_window_bytes == 0 {
+            return invalid("send_window_bytes", "must be positive");
         }
         if self.state_chunk_bytes == 0
             || self.state_chunk_bytes + FRAME_OVERHEAD_MAX > self.frame_max

@@ -247,6 +247,7 @@ struct FileLimits {
     payload_max: Option<usize>,
     frame_max: Option<usize>,
     send_window: Option<u32>,
+    send_window_bytes: Option<usize>,
     send_queue_max: Option<usize>,
 }
 
@@ -299,6 +300,9 @@ impl FileConfig {
         }
         if let Some(value) = self.limits.send_window {
             config.core.send_window = value;
+        }
+        if let Some(value) = self.limits.send_window_bytes {
+            config.core.send_window_bytes = value;
         }
         if let Some(value) = self.limits.send_queue_max {
             config.core.send_queue_max = value;

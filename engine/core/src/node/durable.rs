@@ -106,6 +106,8 @@ impl Node {
         }
         if advanced {
             local.ack_dirty = local.view.members.len() > 1;
+            // SafeSends wait on this ack: send it at once.
+            local.next_ack_at = crate::time::Instant::ZERO;
             local.update_stability(&mut self.pool, quorum);
             self.deliver_ready(group);
         }

@@ -25,7 +25,13 @@ pub(crate) struct LocalGroup {
     pub(crate) has_state: bool,
     /// Highest own seq put in a frame at least once.
     pub(crate) transmitted: u64,
+    /// Bytes of own messages transmitted and not yet stable (the byte window).
+    pub(crate) in_flight_bytes: u64,
     pub(crate) ack_dirty: bool,
+    /// Data received since our last ack (bytes, messages): past a quarter
+    /// of the senders' window the ack goes out at once, so that the window,
+    /// not the ack period, paces a fast sender.
+    pub(crate) unacked: (u64, u64),
     pub(crate) next_ack_at: Instant,
     /// While anything is unstable, acks are repeated at this pace.
     pub(crate) next_ack_refresh_at: Instant,
@@ -91,7 +97,9 @@ impl LocalGroup {
             me_index,
             has_state,
             transmitted: 0,
+            in_flight_bytes: 0,
             ack_dirty: false,
+            unacked: (0, 0),
             next_ack_at: now,
             next_ack_refresh_at: now,
             deferred: VecDeque::new(),
@@ -143,6 +151,16 @@ impl LocalGroup {
             let stream = &mut self.streams[sender_index];
             let cap = stream.hi.max(stream.stable);
             stream.safe = stream.safe.max(safe.min(cap));
+            if stable > stream.stable && sender_index == self.me_index {
+                // Own messages leave the byte window (they are still held:
+                // `collect` below frees them).
+                let newly_stable = stream.stable + 1..=stable.min(cap).min(self.transmitted);
+                let freed: u64 = newly_stable
+                    .filter_map(|seq| stream.get(seq))
+                    .map(|stored| stored.len() as u64)
+                    .sum();
+                self.in_flight_bytes = self.in_flight_bytes.saturating_sub(freed);
+            }
             if stable > stream.stable {
                 stream.stable = stable.min(cap);
                 stream.collect(pool);

@@ -143,6 +143,8 @@ impl Node {
         body: &[u8],
     ) {
         let span_max = 2 * u64::from(self.config.send_window) + self.config.send_queue_max as u64;
+        let ack_bytes_early = (self.config.send_window_bytes as u64 / 4).max(1);
+        let ack_msgs_early = (u64::from(self.config.send_window) / 4).max(1);
         let view_id = self.view_id();
         let Some(local) = self.groups.get_mut(&header.group) else {
             return;
@@ -164,6 +166,17 @@ impl Node {
         stream.seen_max = stream.seen_max.max(seq);
         if stream.insert(seq, tag, body, &mut self.pool, span_max) {
             local.ack_dirty = true;
+            local.unacked.0 += body.len() as u64;
+            local.unacked.1 += 1;
+            // SafeSend waits for acks (of the message and of its
+            // announcement): ack those at once, not at the next period.
+            if local.unacked.0 >= ack_bytes_early
+                || local.unacked.1 >= ack_msgs_early
+                || tag == data_tag::SAFE
+                || tag == data_tag::ORDER
+            {
+                local.next_ack_at = now;
+            }
             if stream.seen_max > stream.hi && stream.nak_due.is_none() {
                 stream.nak_due = Some(now + self.config.nak_delay);
             }
@@ -305,6 +318,7 @@ impl Node {
         let view = self.view_id();
         let frame_max = self.config.frame_max;
         let window = u64::from(self.config.send_window);
+        let window_bytes = self.config.send_window_bytes as u64;
         let ack_period = self.config.ack_period;
         let wedged = self.acceptor.wedged;
         for (group, local) in &mut self.groups {
@@ -322,7 +336,13 @@ impl Node {
             }
             let own = &local.streams[local.me_index];
             let sendable = own.hi.min(own.stable + window);
-            if !wedged && local.transmitted < sendable {
+            let fits = |len: usize, in_flight: u64| {
+                in_flight == 0 || in_flight + len as u64 <= window_bytes
+            };
+            let next_fits = own
+                .get(local.transmitted + 1)
+                .is_some_and(|stored| fits(stored.len(), local.in_flight_bytes));
+            if !wedged && local.transmitted < sendable && next_fits {
                 let first = local.transmitted + 1;
                 let header = Header {
                     sender: local.me(),
@@ -332,19 +352,24 @@ impl Node {
                 };
                 let mut writer = FrameWriter::new(buf, &header);
                 let mut seq = first;
+                let mut in_flight = local.in_flight_bytes;
                 while seq <= sendable {
                     let stored = own.get(seq).expect("own unstable message held");
-                    if writer.len() + stored.len() + DATA_OVERHEAD > frame_max
+                    if !fits(stored.len(), in_flight)
+                        || writer.len() + stored.len() + DATA_OVERHEAD > frame_max
                         || !writer.push_stored(stored)
                     {
                         break;
                     }
+                    in_flight += stored.len() as u64;
                     seq += 1;
                 }
+                local.in_flight_bytes = in_flight;
                 let last = seq - 1;
                 if local.ack_dirty && writer.len() + ack_bytes(local) <= frame_max {
                     writer.push_ack(ack_entries(local));
                     local.ack_dirty = false;
+                    local.unacked = (0, 0);
                     local.next_ack_at = now + ack_period;
                     local.next_ack_refresh_at = now + ack_period * 4;
                 }
@@ -374,6 +399,7 @@ impl Node {
                     writer.push(&Msg::AckWanted);
                 }
                 local.ack_dirty = false;
+                local.unacked = (0, 0);
                 local.next_ack_at = now + ack_period;
                 local.next_ack_refresh_at = now + ack_period * 4;
                 let len = writer.finish();
