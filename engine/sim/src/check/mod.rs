@@ -15,6 +15,7 @@ use osiris_core::{GroupId, GroupView, MemberId};
 use crate::history::{Record, RecordKind};
 
 pub mod agreement;
+pub mod durability;
 pub mod integrity;
 pub mod liveness;
 pub mod ordering;
@@ -144,8 +145,8 @@ pub(crate) fn group_instances(history: &[Record]) -> Vec<u32> {
 ///
 /// A total failure ends a domain: every member incarnation is gone and the
 /// restarted nodes found a new domain whose view ids start again at 1. So
-/// each checker reads each domain's history on its own, and liveness reads
-/// the last one.
+/// each checker but `durability` (which compares the two sides) reads each
+/// domain's history on its own, and liveness reads the last one.
 pub fn check_all(history: &[Record], last: Option<&FinalSnapshot>) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut per_checker: [Vec<Violation>; 7] = Default::default();
@@ -163,6 +164,7 @@ pub fn check_all(history: &[Record], last: Option<&FinalSnapshot>) -> Vec<Violat
     for found in per_checker {
         violations.extend(cap(found));
     }
+    violations.extend(cap(durability::check(history)));
     if let Some(snapshot) = last {
         violations.extend(cap(liveness::check(domain, snapshot)));
     }
