@@ -453,8 +453,10 @@ impl Simulation {
             if self.nodes[index].node.is_none() {
                 return;
             }
-            self.persist_before_events(index);
             let sent = self.route_one(index);
+            // Right before `poll_event`: output commit holds for what the
+            // node queued up to now, routing included.
+            self.persist_before_events(index);
             let handled = self.handle_one(index);
             if !sent && !handled {
                 self.queue_sync(index);
