@@ -109,10 +109,30 @@ pub enum RecordKind {
     Stopped(StopReason),
     /// `leave` returned Ok: the member asked to leave the domain.
     LeaveRequested,
+    /// Every node crashed at this instant (node-less record): the durable
+    /// checker compares what was delivered before it with what the logs
+    /// give back after it, and the other checkers see a new domain after it.
+    TotalFailure,
+    /// At a restart, the SafeSend sequence `osiris_core::durable::recover`
+    /// rebuilt from this node's log of a durable group, handed to the
+    /// application before it joins.
+    Recovered {
+        group: GroupId,
+        messages: Vec<RecoveredEntry>,
+    },
     /// An application command and its outcome, for the trace.
     Command(String),
     /// A network fault or phase change (node-less records use node = None).
     Note(String),
+}
+
+/// One message of a recovered sequence, as the checkers compare it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveredEntry {
+    pub sender: MemberId,
+    /// None if the payload does not decode as a workload message.
+    pub msg: Option<MsgId>,
+    pub payload_hash: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,6 +301,24 @@ impl Record {
             ),
             RecordKind::Stopped(reason) => format!("{} STOPPED {reason:?}", self.member),
             RecordKind::LeaveRequested => format!("{} leave domain -> Ok", self.member),
+            RecordKind::TotalFailure => "=== TOTAL FAILURE: every node crashes ===".to_string(),
+            RecordKind::Recovered { group, messages } => {
+                let ids: Vec<String> = messages
+                    .iter()
+                    .map(|entry| {
+                        entry
+                            .msg
+                            .map_or_else(|| "<undecodable>".to_string(), |id| id.to_string())
+                    })
+                    .collect();
+                format!(
+                    "{} recovered {} SafeSends of {} from its log: [{}]",
+                    self.member,
+                    messages.len(),
+                    group_label(*group),
+                    ids.join(" ")
+                )
+            }
             RecordKind::Command(text) => format!("{} {text}", self.member),
             RecordKind::Note(text) => text.clone(),
         };

@@ -9,9 +9,11 @@
 
 pub mod app;
 pub mod check;
+pub mod durability;
 pub mod history;
 pub mod kinds;
 pub mod mix;
+pub mod names;
 pub mod net;
 pub mod queue;
 pub mod rng;
@@ -19,7 +21,9 @@ mod run;
 mod sim;
 
 pub use check::Violation;
+pub use durability::Durability;
 pub use history::{Record, RecordKind, TraceLine};
 pub use kinds::Kinds;
 pub use mix::Mix;
+pub use names::Named;
 pub use run::{run_many, run_seed, RunOptions, RunReport, RunStats, SeedOutcome};

@@ -12,7 +12,7 @@ use std::time::Instant as WallClock;
 
 use clap::Parser;
 use osiris_core::InjectedBug;
-use osiris_sim::{run_many, run_seed, Kinds, Mix, RunOptions};
+use osiris_sim::{run_many, run_seed, Durability, Kinds, Mix, Named, RunOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,8 +29,9 @@ struct Cli {
     /// Replay exactly one seed; prints the full trace on a violation.
     #[arg(long)]
     seed: Option<u64>,
-    /// Force a fault mix: calm, lossy, crashes, leader-crash, partition, churn, mixed.
-    #[arg(long, value_parser = parse_mix)]
+    /// Force a fault mix: calm, lossy, crashes, leader-crash, partition, churn,
+    /// mixed, total-failure.
+    #[arg(long, value_parser = Mix::parse_arg)]
     mix: Option<Mix>,
     /// Force the node count (default: the seed picks 3..=7).
     #[arg(long)]
@@ -60,7 +61,7 @@ struct Cli {
     /// Switch on a protocol bug in every node, to see the checkers catch it:
     /// flush-skips-retransmission, deliver-before-state-load,
     /// causal-ignores-deps, ordered-ignores-sequencer, safe-skips-acks,
-    /// query-forgets-failed.
+    /// query-forgets-failed, ack-before-persist.
     #[arg(long, value_parser = parse_bug)]
     inject_bug: Option<InjectedBug>,
     /// With --seed: also trace every frame copy (messages, loss, delay).
@@ -70,19 +71,16 @@ struct Cli {
     /// send,causal,ordered,safe,query (default: all of them).
     #[arg(long, value_parser = Kinds::parse)]
     kinds: Option<Kinds>,
+    /// Which runs log SafeSend to simulated disks (durable mode): always,
+    /// never, or seeded (the seed decides: one run in three).
+    #[arg(long, value_parser = Durability::parse_arg, default_value = "seeded")]
+    durable: Durability,
 }
 
 /// Consecutive overdue deadlines at one node that count as a busy loop.
 const BUSY_LOOP_STREAK: u64 = 3;
 
-fn parse_mix(name: &str) -> Result<Mix, String> {
-    Mix::parse(name).ok_or_else(|| {
-        let names: Vec<&str> = Mix::ALL.iter().map(|mix| mix.name()).collect();
-        format!("unknown mix `{name}`; one of: {}", names.join(", "))
-    })
-}
-
-const BUGS: [(&str, InjectedBug); 6] = [
+const BUGS: [(&str, InjectedBug); 7] = [
     (
         "flush-skips-retransmission",
         InjectedBug::FlushSkipsRetransmission,
@@ -98,6 +96,7 @@ const BUGS: [(&str, InjectedBug); 6] = [
     ),
     ("safe-skips-acks", InjectedBug::SafeSkipsAcks),
     ("query-forgets-failed", InjectedBug::QueryForgetsFailed),
+    ("ack-before-persist", InjectedBug::AckBeforePersist),
 ];
 
 fn parse_bug(name: &str) -> Result<InjectedBug, String> {
@@ -123,6 +122,7 @@ fn options(cli: &Cli) -> RunOptions {
     options.nodes = cli.nodes;
     options.inject_bug = cli.inject_bug;
     options.kinds = cli.kinds.unwrap_or_default();
+    options.durable = cli.durable;
     options.vary_limits = !cli.default_limits;
     if let Some(safety_ms) = cli.safety_ms {
         options.safety_ms = safety_ms;
@@ -188,6 +188,9 @@ fn swarm(cli: &Cli, count: u64, options: RunOptions) -> ExitCode {
     if cli.default_limits {
         replay_flags.push_str(" --default-limits");
     }
+    if cli.durable != Durability::Seeded {
+        replay_flags.push_str(&format!(" --durable {}", cli.durable));
+    }
     for outcome in outcomes
         .iter()
         .filter(|outcome| !outcome.violations.is_empty())
@@ -224,6 +227,22 @@ fn swarm(cli: &Cli, count: u64, options: RunOptions) -> ExitCode {
             looping.first().map_or_else(String::new, |seed| format!(", e.g. seed {seed}")),
         );
     }
+    let durable: Vec<&osiris_sim::SeedOutcome> = outcomes
+        .iter()
+        .filter(|outcome| outcome.stats.durable)
+        .collect();
+    let failures = |list: &mut dyn Iterator<Item = &osiris_sim::SeedOutcome>| {
+        list.map(|outcome| outcome.stats.total_failures)
+            .sum::<u64>()
+    };
+    println!(
+        "{} durable runs ({} log records, {} syncs); total failures: {} in all runs, {} in durable runs",
+        durable.len(),
+        durable.iter().map(|outcome| outcome.stats.log_records).sum::<u64>(),
+        durable.iter().map(|outcome| outcome.stats.log_syncs).sum::<u64>(),
+        failures(&mut outcomes.iter()),
+        failures(&mut durable.iter().copied()),
+    );
     println!(
         "wall {:.1}s on {threads} threads; {events} events; settled {} of {} runs (mean {} ms virtual)",
         started.elapsed().as_secs_f64(),

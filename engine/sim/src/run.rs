@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use osiris_core::InjectedBug;
 
 use crate::check::Violation;
+use crate::durability::Durability;
 use crate::history::TraceLine;
 use crate::kinds::Kinds;
 use crate::mix::Mix;
@@ -30,6 +31,9 @@ pub struct RunOptions {
     pub inject_bug: Option<InjectedBug>,
     /// The send kinds the workload mixes (all by default).
     pub kinds: Kinds,
+    /// Which runs put their groups in durable mode (a run without SafeSend
+    /// in `kinds` never does: nothing would be logged).
+    pub durable: Durability,
     /// Keep the full event trace in the report (always kept on a violation
     /// when `trace_on_violation` is set).
     pub trace: bool,
@@ -55,6 +59,7 @@ impl Default for RunOptions {
             probe_max_ms: 3_000,
             inject_bug: None,
             kinds: Kinds::ALL,
+            durable: Durability::Seeded,
             trace: false,
             trace_on_violation: false,
             trace_frames: false,
@@ -96,6 +101,13 @@ pub struct RunStats {
     pub crashes: u64,
     pub restarts: u64,
     pub partitions: u64,
+    /// Every node crashed at once.
+    pub total_failures: u64,
+    /// The run's groups were durable.
+    pub durable: bool,
+    /// Log records appended to the simulated disks, and syncs of them.
+    pub log_records: u64,
+    pub log_syncs: u64,
     pub leader_crashes: u64,
     pub leader_crashes_while_proposing: u64,
     /// Times `handle_timeout(now)` left `next_timeout() <= now` (a busy loop

@@ -3,9 +3,17 @@
 //! seed without the bug must not (so it is the bug that is caught, not noise).
 
 use osiris_core::InjectedBug;
-use osiris_sim::{run_seed, Mix, RunOptions, Violation};
+use osiris_sim::{run_many, run_seed, Durability, Mix, RunOptions, Violation};
 
 const SEEDS_MAX: u64 = 200;
+/// Seeds of forced durable mode and total failures with AckBeforePersist.
+const DURABLE_SEEDS: u64 = 200;
+
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .min(4)
+}
 
 /// The first seed (alternating the lossy and crashes mixes) whose bugged run
 /// shows a violation matching `caught` and whose clean run shows none.
@@ -104,4 +112,47 @@ fn forgetting_failed_responders_breaks_query_completion() {
         "query",
         "without failure markers",
     );
+}
+
+/// Durable mode acknowledges only what is on disk; with the bug a member
+/// acknowledges before its fsync, so a SafeSend can be delivered while a
+/// member's record of it is still unsynced, and a total failure then loses
+/// it from that member's log. The durability checker must see it in a fair
+/// share of runs, and never without the bug.
+#[test]
+fn acking_before_the_fsync_loses_safe_sends_in_a_total_failure() {
+    let options = RunOptions {
+        mix: Some(Mix::TotalFailure),
+        durable: Durability::Always,
+        inject_bug: Some(InjectedBug::AckBeforePersist),
+        ..RunOptions::quick()
+    };
+    let durability = |violation: &Violation| violation.checker == "durability";
+    let bugged = run_many(0, DURABLE_SEEDS, &options, threads(), &|_, _| {});
+    let caught: Vec<u64> = bugged
+        .iter()
+        .filter(|outcome| outcome.violations.iter().any(durability))
+        .map(|outcome| outcome.seed)
+        .collect();
+    eprintln!(
+        "AckBeforePersist caught by {} of {DURABLE_SEEDS} seeds: {caught:?}",
+        caught.len()
+    );
+    assert!(
+        caught.len() as u64 >= DURABLE_SEEDS / 10,
+        "only {} of {DURABLE_SEEDS} seeds caught AckBeforePersist",
+        caught.len()
+    );
+    let clean = RunOptions {
+        inject_bug: None,
+        ..options
+    };
+    for seed in caught {
+        let report = run_seed(seed, &clean);
+        assert!(
+            !report.violations.iter().any(durability),
+            "seed {seed} violates durability without the bug: {:#?}",
+            report.violations
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! code, so after the core changes these are plain extra seeds — still worth
 //! running, since they start from a situation that once went wrong.
 
-use osiris_sim::{run_seed, Mix, RunOptions};
+use osiris_sim::{run_seed, Durability, Mix, RunOptions};
 
 fn assert_clean(seed: u64, options: &RunOptions, what: &str) {
     let report = run_seed(seed, options);
@@ -119,4 +119,21 @@ fn an_excluded_member_delivers_nothing_of_the_flush() {
 #[test]
 fn a_joiner_in_a_view_others_lack_is_asked_for_its_commit() {
     assert_clean(48714, &RunOptions::default(), "partition, 4 nodes");
+}
+
+/// Found by the first 3,000-seed durable total-failure swarm. A joiner
+/// still loading state acknowledged, and so logged, a SafeSend of the only
+/// member holding state, which crashed before anyone delivered it; the
+/// group went on with fresh state. Its log then held that SafeSend ahead of
+/// ones it delivered later, which the durability checker flagged although
+/// it says nothing of the epochs a node spends loading state (a checker
+/// bug).
+#[test]
+fn a_joiners_loading_epochs_are_not_held_against_its_log() {
+    let options = RunOptions {
+        mix: Some(Mix::TotalFailure),
+        durable: Durability::Always,
+        ..RunOptions::default()
+    };
+    assert_clean(2811, &options, "total failure, joiner's log");
 }

@@ -90,6 +90,25 @@ fn every_mix_injects_its_faults() {
     assert!(total(&partition, |stats| stats.net.copies_partitioned) > 100);
     let churn = runs(Mix::Churn);
     assert!(total(&churn, |stats| stats.group_views) > total(&calm, |stats| stats.group_views));
+    let total_failure = runs(Mix::TotalFailure);
+    assert!(total(&total_failure, |stats| stats.total_failures) >= 30);
+    assert!(
+        total(&total_failure, |stats| stats.restarts)
+            >= total(&total_failure, |stats| stats.total_failures
+                * stats.nodes as u64),
+        "a total failure restarts every node"
+    );
+    let durable: Vec<_> = [&calm, &lossy, &crashes, &leader, &partition, &churn]
+        .into_iter()
+        .flatten()
+        .filter(|outcome| outcome.stats.durable)
+        .collect();
+    assert!(
+        (30..=90).contains(&durable.len()),
+        "the seed makes about a third of the runs durable: {} of 180",
+        durable.len()
+    );
+    assert!(durable.iter().all(|outcome| outcome.stats.log_syncs > 0));
     let all: Vec<_> = [calm, lossy, crashes, leader, partition, churn]
         .into_iter()
         .flatten()

@@ -15,6 +15,7 @@ use osiris_core::{GroupId, GroupView, MemberId};
 use crate::history::{Record, RecordKind};
 
 pub mod agreement;
+pub mod durability;
 pub mod integrity;
 pub mod liveness;
 pub mod ordering;
@@ -141,17 +142,31 @@ pub(crate) fn group_instances(history: &[Record]) -> Vec<u32> {
 }
 
 /// Run every safety checker over the history, then liveness over the snapshot.
+///
+/// A total failure ends a domain: every member incarnation is gone and the
+/// restarted nodes found a new domain whose view ids start again at 1. So
+/// each checker but `durability` (which compares the two sides) reads each
+/// domain's history on its own, and liveness reads the last one.
 pub fn check_all(history: &[Record], last: Option<&FinalSnapshot>) -> Vec<Violation> {
     let mut violations = Vec::new();
-    violations.extend(cap(agreement::check(history)));
-    violations.extend(cap(primary_partition::check(history)));
-    violations.extend(cap(view_synchrony::check(history)));
-    violations.extend(cap(integrity::check(history)));
-    violations.extend(cap(state_transfer::check(history)));
-    violations.extend(cap(ordering::check(history)));
-    violations.extend(cap(query::check(history)));
+    let mut per_checker: [Vec<Violation>; 7] = Default::default();
+    let mut domain = history;
+    for era in history.split(|record| record.kind == RecordKind::TotalFailure) {
+        per_checker[0].extend(agreement::check(era));
+        per_checker[1].extend(primary_partition::check(era));
+        per_checker[2].extend(view_synchrony::check(era));
+        per_checker[3].extend(integrity::check(era));
+        per_checker[4].extend(state_transfer::check(era));
+        per_checker[5].extend(ordering::check(era));
+        per_checker[6].extend(query::check(era));
+        domain = era;
+    }
+    for found in per_checker {
+        violations.extend(cap(found));
+    }
+    violations.extend(cap(durability::check(history)));
     if let Some(snapshot) = last {
-        violations.extend(cap(liveness::check(history, snapshot)));
+        violations.extend(cap(liveness::check(domain, snapshot)));
     }
     violations
 }

@@ -32,6 +32,7 @@ struct EventSink<'a> {
     latest_view: &'a mut Option<osiris_core::DomainView>,
     pending_joiners: &'a mut std::collections::BTreeSet<MemberId>,
     probes_delivered: &'a mut std::collections::BTreeSet<(MemberId, MsgId)>,
+    safe_delivered_at: &'a mut Option<u64>,
     violations: &'a mut Vec<Violation>,
 }
 
@@ -95,6 +96,9 @@ impl EventSink<'_> {
                     .and_then(|group| group.state.as_mut())
                 {
                     state.apply(sender, payload);
+                }
+                if kind == osiris_core::SendKind::Safe {
+                    *self.safe_delivered_at = Some(self.now);
                 }
                 let payload_hash = fnv1a(payload);
                 self.record(
@@ -300,6 +304,9 @@ fn node_index(addr: &str) -> Option<usize> {
 impl Simulation {
     /// Start (or restart, as a new incarnation) the node at `index`.
     pub(super) fn start_node(&mut self, index: usize) {
+        if self.now < self.starts_held_until {
+            return;
+        }
         self.nodes[index].restart_pending = false;
         if self.nodes[index].running() {
             return;
@@ -312,7 +319,7 @@ impl Simulation {
             self.note(Some(index), "stopped process exits".to_string());
         }
         let incarnation = self.nodes[index].incarnation_max + 1;
-        let bootstrap = first_start && index == 0;
+        let bootstrap = self.bootstrapper == Some(index);
         let mut config = Config::new(index as u32, self.nodes[index].addr.clone());
         config.incarnation = Incarnation(incarnation);
         config.bootstrap = bootstrap;
@@ -327,7 +334,7 @@ impl Simulation {
         config.seed = self.node_seed(index, incarnation);
         config.inject_bug = self.options.inject_bug;
         self.tuning.apply(&mut config);
-        let node = match Node::new(config, Instant(self.now)) {
+        let mut node = match Node::new(config, Instant(self.now)) {
             Ok(node) => node,
             Err(error) => {
                 return self.sim_violation(
@@ -336,6 +343,10 @@ impl Simulation {
                 )
             }
         };
+        let recovered = self.open_logs(index, &mut node);
+        if bootstrap {
+            self.bootstrapper = None;
+        }
         let sim = &mut self.nodes[index];
         sim.incarnation_max = incarnation;
         sim.restart_pending = false;
@@ -353,6 +364,11 @@ impl Simulation {
         sim.app.leaving = false;
         sim.node = Some(node);
         self.record(index, RecordKind::Started { bootstrap });
+        if !first_start {
+            for kind in recovered {
+                self.record(index, kind);
+            }
+        }
         self.drain(index);
     }
 
@@ -390,6 +406,7 @@ impl Simulation {
     pub(super) fn crash(&mut self, index: usize) {
         self.stats.crashes += 1;
         self.record(index, RecordKind::Crashed);
+        self.crash_logs(index);
         let sim = &mut self.nodes[index];
         sim.node = None;
         sim.life += 1;
@@ -437,8 +454,12 @@ impl Simulation {
                 return;
             }
             let sent = self.route_one(index);
+            // Right before `poll_event`: output commit holds for what the
+            // node queued up to now, routing included.
+            self.persist_before_events(index);
             let handled = self.handle_one(index);
             if !sent && !handled {
+                self.queue_sync(index);
                 self.rearm_timer(index);
                 self.after_drain(index);
                 return;
@@ -556,6 +577,7 @@ impl Simulation {
             latest_view: &mut self.latest_view,
             pending_joiners: &mut self.pending_joiners,
             probes_delivered: &mut self.probes_delivered,
+            safe_delivered_at: &mut self.safe_delivered_at,
             violations: &mut self.violations,
         };
         let (group, view_id) = match sink.on_event(event) {
@@ -660,6 +682,7 @@ impl Simulation {
     /// Hooks that watch a node after it did something: the leader-crash trap
     /// and restarting nodes that stop once faults are over.
     fn after_drain(&mut self, index: usize) {
+        self.spring_failure_trap();
         if let Some(trap) = self.leader_trap {
             if self.now > trap.deadline {
                 self.leader_trap = None;

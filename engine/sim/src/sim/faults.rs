@@ -9,7 +9,7 @@
 
 use osiris_core::{Instant, MemberId, Node, Status};
 
-use super::{ActivePartition, LeaderTrap, Phase, SimEvent, Simulation};
+use super::{ActivePartition, Phase, SimEvent, Simulation, Trap};
 use crate::history::RecordKind;
 use crate::mix::Mix;
 use crate::net::{NetParams, NANOS_PER_MS};
@@ -55,6 +55,11 @@ fn actions(mix: Mix) -> Vec<(Action, u32)> {
             (Action::Bounce, 1),
             (Action::Restart, 2),
         ]);
+    }
+    if mix == Mix::TotalFailure {
+        // Between total failures (`total_failure.rs`): members that come
+        // and go, so that the logs at a failure span different epochs.
+        table.extend([(Action::Bounce, 1), (Action::ToggleGroup, 2)]);
     }
     table
 }
@@ -247,7 +252,7 @@ impl Simulation {
             _ => self.toggle_random_group(),
         }
         let delay_ns = self.rng_fault.range_inclusive(0, 3_000) * 1_000;
-        self.leader_trap = Some(LeaderTrap {
+        self.leader_trap = Some(Trap {
             deadline: self.now + 500 * NANOS_PER_MS,
             delay_ns,
         });

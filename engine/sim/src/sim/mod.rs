@@ -15,8 +15,10 @@
 //!
 //! The checkers then read the recorded history and the final snapshot.
 
+mod disk;
 mod driver;
 mod faults;
+mod total_failure;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +45,9 @@ const TAG_NET: u64 = 2;
 const TAG_FAULT: u64 = 3;
 const TAG_WORK: u64 = 4;
 const TAG_NODE: u64 = 5;
+const TAG_DURABLE: u64 = 6;
+const TAG_TOTAL_FAILURE: u64 = 7;
+const TAG_DISK: u64 = 8;
 
 #[derive(Debug)]
 pub(crate) enum SimEvent {
@@ -78,6 +83,14 @@ pub(crate) enum SimEvent {
     CheckSettled,
     ProbeTick,
     CheckProbes,
+    /// The node's disks finish an fsync.
+    Sync {
+        node: usize,
+        life: u64,
+    },
+    TotalFailure,
+    /// Strike a total failure right after the next SafeSend delivery.
+    ArmTotalFailure,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +139,8 @@ pub(crate) struct SimNode {
     pub timeout_handled_at: Option<u64>,
     /// Consecutive `handle_timeout` calls that left an overdue deadline.
     pub spin_streak: u64,
+    /// The disks of durable mode (outside `node`: they survive its crashes).
+    pub logs: disk::NodeLogs,
 }
 
 impl SimNode {
@@ -204,10 +219,11 @@ impl Tuning {
     }
 }
 
-/// Armed by the leader-crash fault: crash the leader as soon as it is seen
-/// proposing, `delay_ns` later.
+/// A fault armed to strike `delay_ns` after a moment is first seen: the
+/// leader crash when the leader proposes (given up after `deadline`), the
+/// total failure after a SafeSend delivery (struck at `deadline` anyway).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct LeaderTrap {
+pub(crate) struct Trap {
     pub deadline: u64,
     pub delay_ns: u64,
 }
@@ -235,6 +251,18 @@ pub(crate) struct Simulation {
     pub history: Vec<Record>,
     pub rng_fault: SimRng,
     pub rng_work: SimRng,
+    /// Total failures: when, restart delays, who bootstraps.
+    pub rng_total: SimRng,
+    /// Disks: fsync latencies, crash outcomes.
+    pub rng_disk: SimRng,
+    /// Longest fsync the run draws (0: a sync as soon as the node is idle).
+    pub sync_delay_max_ns: u64,
+    /// The node that founds the next domain when it restarts (set by a
+    /// total failure; node 0 founds the first).
+    pub bootstrapper: Option<usize>,
+    /// No node starts before this time (after a total failure, a `Start`
+    /// queued before it by a bounce waits for the restart).
+    pub starts_held_until: u64,
     /// The highest domain view any node installed (the oracle for fault guards).
     pub latest_view: Option<DomainView>,
     /// Member incarnations that asked to join and no installed view has
@@ -242,7 +270,12 @@ pub(crate) struct Simulation {
     /// later view — even after the joiner crashed — so fault guards count
     /// them as potential members.
     pub pending_joiners: BTreeSet<MemberId>,
-    pub leader_trap: Option<LeaderTrap>,
+    pub leader_trap: Option<Trap>,
+    /// Armed: a total failure strikes `delay_ns` after the next SafeSend
+    /// delivery anywhere (or at `deadline`).
+    pub failure_trap: Option<Trap>,
+    /// When a member last delivered a SafeSend.
+    pub safe_delivered_at: Option<u64>,
     pub partition: Option<ActivePartition>,
     pub partitions_made: u64,
     pub group_ids: Vec<(GroupId, &'static str)>,
@@ -271,7 +304,19 @@ impl Simulation {
             (1..=64).contains(&node_count),
             "node count {node_count} out of range"
         );
-        let mix = options.mix.unwrap_or_else(|| *setup.pick(&Mix::ALL));
+        let mut rng_total = SimRng::fork(seed, TAG_TOTAL_FAILURE);
+        let setup_mix = *setup.pick(Mix::SETUP_PICK);
+        let seeded_mix = if rng_total.index(8) == 0 {
+            Mix::TotalFailure
+        } else {
+            setup_mix
+        };
+        let mix = options.mix.unwrap_or(seeded_mix);
+        let durable =
+            options.kinds.safe && options.durable.decide(&mut SimRng::fork(seed, TAG_DURABLE));
+        let mut rng_disk = SimRng::fork(seed, TAG_DISK);
+        // From a sync as soon as the node is idle to a slow disk's fsync.
+        let sync_delay_max_ns = *rng_disk.pick(&[0, 500_000, 2 * NANOS_PER_MS, 10 * NANOS_PER_MS]);
         let params = match mix {
             Mix::Lossy => NetParams::lossy(&mut setup),
             Mix::Mixed => NetParams::mild(&mut setup),
@@ -288,8 +333,14 @@ impl Simulation {
             .iter()
             .map(|name| (GroupId::from_name(name), *name))
             .collect();
+        let durable_groups: Vec<GroupId> = if durable {
+            group_ids.iter().map(|(id, _)| *id).collect()
+        } else {
+            Vec::new()
+        };
         let nodes = (0..node_count)
             .map(|index| {
+                let logs = disk::NodeLogs::create(index, &durable_groups, rng_disk.next_u64());
                 let wanted = work.range_inclusive(1, GROUP_NAMES.len() as u64) as usize;
                 let mut intended = BTreeSet::new();
                 while intended.len() < wanted {
@@ -313,11 +364,13 @@ impl Simulation {
                     restart_pending: false,
                     timeout_handled_at: None,
                     spin_streak: 0,
+                    logs,
                 }
             })
             .collect();
         let stats = RunStats {
             nodes: node_count,
+            durable,
             ..RunStats::default()
         };
         Simulation {
@@ -333,9 +386,16 @@ impl Simulation {
             history: Vec::new(),
             rng_fault: SimRng::fork(seed, TAG_FAULT),
             rng_work: work,
+            rng_total,
+            rng_disk,
+            sync_delay_max_ns,
+            bootstrapper: Some(0),
+            starts_held_until: 0,
             latest_view: None,
             pending_joiners: BTreeSet::new(),
             leader_trap: None,
+            failure_trap: None,
+            safe_delivered_at: None,
             partition: None,
             partitions_made: 0,
             group_ids,
@@ -411,6 +471,7 @@ impl Simulation {
             let first = self.rng_fault.range_inclusive(250, 400) * NANOS_PER_MS;
             self.queue.push(first, SimEvent::FaultTick);
         }
+        self.schedule_total_failures();
         self.queue.push(
             self.options.safety_ms * NANOS_PER_MS,
             SimEvent::BeginLiveness,
@@ -419,13 +480,15 @@ impl Simulation {
 
     pub fn run(&mut self) {
         let description = format!(
-            "seed {} mix {} nodes {} net {:?} {:?} bug {:?}",
+            "seed {} mix {} nodes {} net {:?} {:?} bug {:?} durable {} (fsync <= {} us)",
             self.seed,
             self.mix,
             self.nodes.len(),
             self.net.params,
             self.tuning,
-            self.options.inject_bug
+            self.options.inject_bug,
+            self.stats.durable,
+            self.sync_delay_max_ns / 1_000,
         );
         self.note(None, description);
         self.schedule_start();
@@ -477,6 +540,9 @@ impl Simulation {
             SimEvent::CheckSettled => self.check_settled(),
             SimEvent::ProbeTick => self.probe_tick(),
             SimEvent::CheckProbes => self.check_probes(),
+            SimEvent::Sync { node, life } => self.sync_due(node, life),
+            SimEvent::TotalFailure => self.total_failure(),
+            SimEvent::ArmTotalFailure => self.arm_total_failure(),
         }
     }
 
