@@ -48,6 +48,7 @@ const TAG_NODE: u64 = 5;
 const TAG_DURABLE: u64 = 6;
 const TAG_TOTAL_FAILURE: u64 = 7;
 const TAG_DISK: u64 = 8;
+const TAG_WINDOW_BYTES: u64 = 9;
 
 #[derive(Debug)]
 pub(crate) enum SimEvent {
@@ -156,6 +157,9 @@ impl SimNode {
 pub(crate) struct Tuning {
     pub state_chunk_bytes: usize,
     pub send_window: u32,
+    /// Drawn from its own generator (`TAG_WINDOW_BYTES`) so that adding it
+    /// left every other draw of a seed as it was.
+    pub send_window_bytes: usize,
     pub send_queue_max: usize,
     pub frame_max: usize,
     pub payload_max: usize,
@@ -187,6 +191,7 @@ impl Tuning {
         let tuning = Tuning {
             state_chunk_bytes,
             send_window,
+            send_window_bytes: defaults.send_window_bytes,
             send_queue_max,
             frame_max,
             payload_max,
@@ -203,6 +208,7 @@ impl Tuning {
         Tuning {
             state_chunk_bytes: defaults.state_chunk_bytes,
             send_window: defaults.send_window,
+            send_window_bytes: defaults.send_window_bytes,
             send_queue_max: defaults.send_queue_max,
             frame_max: defaults.frame_max,
             payload_max: defaults.payload_max,
@@ -213,6 +219,7 @@ impl Tuning {
     pub fn apply(&self, config: &mut osiris_core::Config) {
         config.state_chunk_bytes = self.state_chunk_bytes;
         config.send_window = self.send_window;
+        config.send_window_bytes = self.send_window_bytes;
         config.send_queue_max = self.send_queue_max;
         config.frame_max = self.frame_max;
         config.payload_max = self.payload_max;
@@ -322,7 +329,17 @@ impl Simulation {
             Mix::Mixed => NetParams::mild(&mut setup),
             _ => NetParams::calm(),
         };
-        let drawn = Tuning::draw(&mut setup);
+        let mut drawn = Tuning::draw(&mut setup);
+        // Byte windows of a few frames to the default, so that the byte
+        // window and not only the message window paces senders. (Smaller
+        // ones, down to one message in flight, starve the liveness phase's
+        // probes behind the backlog of an 18%-lossy run: slow, not wrong.)
+        drawn.send_window_bytes = *SimRng::fork(seed, TAG_WINDOW_BYTES).pick(&[
+            2 * 1024,
+            16 * 1024,
+            drawn.send_window_bytes,
+            drawn.send_window_bytes,
+        ]);
         let tuning = if options.vary_limits {
             drawn
         } else {
