@@ -69,6 +69,12 @@ struct BenchSetup {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Run each member in a network namespace of its own, on one bridge,
+    /// with group traffic by IP multicast; the baseline becomes raw IP
+    /// multicast between the namespaces. Needs root; every namespace is
+    /// removed afterwards, also on failure and on Ctrl-C.
+    #[arg(long)]
+    netns: bool,
 }
 
 impl BenchSetup {
@@ -80,14 +86,16 @@ impl BenchSetup {
             idle: self.idle,
             pin: self.pin,
             json: self.json,
+            netns: self.netns,
         }
     }
 }
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Delivered messages per second between member processes on loopback,
-    /// beside raw UDP (sendmmsg/recvmmsg) measured in the same run.
+    /// Delivered messages per second between member processes on loopback
+    /// (or in network namespaces), beside raw UDP (sendmmsg/recvmmsg)
+    /// measured in the same run.
     Throughput {
         #[command(flatten)]
         setup: BenchSetup,
