@@ -121,6 +121,11 @@ enum BenchCommand {
         /// The file name stem (default: today's date, UTC).
         #[arg(long)]
         date: Option<String>,
+        /// Run every cell in network namespaces (IP multicast, root only)
+        /// instead of on loopback. Without it, the matrix adds a few netns
+        /// rows when it runs as root.
+        #[arg(long)]
+        netns: bool,
     },
     /// Self-delivery latency of a send kind at a fixed offered rate
     /// (coordinated omission corrected) or at saturation, and the
@@ -208,9 +213,18 @@ fn main() -> ExitCode {
             quick,
             large,
             date,
+            netns,
         }) => {
             let date = date.unwrap_or_else(today);
-            matrix::run(&out, quick, large, &date)
+            matrix::run(
+                &out,
+                matrix::Options {
+                    quick,
+                    large,
+                    netns,
+                },
+                &date,
+            )
         }
         Command::Bench(BenchCommand::Latency { setup, count, rate }) => {
             bench::latency(bench::Latency {
