@@ -132,10 +132,12 @@ fn netns_throughput_reports_both_rates_and_leaves_no_namespace() {
     }
     let mb = value("mb_per_s");
     assert!((mb - msgs * 64.0 / 1e6).abs() < 0.01, "mb_per_s {mb}");
-    // The group's messages went over the bridge as IP multicast: the
-    // namespaces' IP stacks counted multicast packets during the burst.
-    assert!(value("multicast_packets_sent") > 0.0, "{json}");
-    assert!(value("multicast_packets_received") > 0.0, "{json}");
+    // The group's messages went over the bridge as IP multicast. The
+    // namespaces' IP stacks count a looped-back copy on the sender's host
+    // as received too, so only copies on other hosts make received > sent.
+    let sent = value("multicast_packets_sent");
+    assert!(sent > 0.0, "{json}");
+    assert!(value("multicast_packets_received") > sent, "{json}");
     assert_no_namespace_left(pid);
 }
 
