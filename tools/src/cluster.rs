@@ -4,7 +4,7 @@
 //! still running and removes its temporary directory.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -23,15 +23,21 @@ pub struct Member {
     /// Lines before this index were matched by `wait_for` already.
     cursor: usize,
     pub running: bool,
+    /// Its stdout reached end of file: it exited (or closed it), and no
+    /// further line will come.
+    pub stdout_closed: bool,
 }
+
+/// A line a member printed, or `None` once its stdout closed.
+type Event = (usize, Option<String>);
 
 #[derive(Debug)]
 pub struct Cluster {
     exe: PathBuf,
     dir: PathBuf,
     pub members: Vec<Member>,
-    tx: Sender<(usize, String)>,
-    rx: Receiver<(usize, String)>,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
     /// Members started from now on write stderr to `member-<index>.stderr`
     /// in `dir` instead of inheriting this process's stderr.
     capture_stderr: bool,
@@ -111,10 +117,11 @@ impl Cluster {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send((index, line)).is_err() {
-                    break;
+                if tx.send((index, Some(line))).is_err() {
+                    return;
                 }
             }
+            let _ = tx.send((index, None));
         });
         self.members.push(Member {
             node: 0,
@@ -125,6 +132,7 @@ impl Cluster {
             lines: Vec::new(),
             cursor: 0,
             running: true,
+            stdout_closed: false,
         });
         let ready = self.wait_for(index, "READY", Duration::from_secs(10))?;
         let words: Vec<&str> = ready.split_whitespace().collect();
@@ -179,14 +187,12 @@ impl Cluster {
                 member.cursor = at + 1;
                 return Ok(member.lines[at].clone());
             }
+            if member.stdout_closed {
+                return Err(self.exited(index, what));
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
-                Ok((from, line)) => {
-                    if line.starts_with("ERROR") {
-                        eprintln!("member {from}: {line}");
-                    }
-                    self.members[from].lines.push(line);
-                }
+                Ok(event) => self.record(event),
                 Err(RecvTimeoutError::Timeout) => return Err(self.timed_out(index, what, timeout)),
                 Err(RecvTimeoutError::Disconnected) => return Err("all readers ended".into()),
             }
@@ -209,10 +215,30 @@ impl Cluster {
             if let Some(line) = self.members[index].lines.iter().find(|line| matches(line)) {
                 return Ok(line.clone());
             }
+            if self.members[index].stdout_closed {
+                return Err(self.exited(index, what));
+            }
             if Instant::now() >= deadline {
                 return Err(self.timed_out(index, what, timeout));
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn exited(&self, index: usize, what: &str) -> ClusterError {
+        let tail: Vec<&String> = self.members[index].lines.iter().rev().take(5).collect();
+        format!("member {index} exited before printing a {what} line (last lines: {tail:?})")
+    }
+
+    fn record(&mut self, (from, line): Event) {
+        match line {
+            Some(line) => {
+                if line.starts_with("ERROR") {
+                    eprintln!("member {from}: {line}");
+                }
+                self.members[from].lines.push(line);
+            }
+            None => self.members[from].stdout_closed = true,
         }
     }
 
@@ -251,6 +277,9 @@ impl Cluster {
             if full {
                 return Ok(());
             }
+            if self.members[index].stdout_closed {
+                return Err(self.exited(index, &format!("VIEW of {size}")));
+            }
             if Instant::now() > deadline {
                 return Err(format!("member {index} never saw a view of {size}"));
             }
@@ -260,8 +289,8 @@ impl Cluster {
 
     /// Reads whatever lines arrived, without waiting.
     pub fn collect(&mut self) {
-        while let Ok((from, line)) = self.rx.try_recv() {
-            self.members[from].lines.push(line);
+        while let Ok(event) = self.rx.try_recv() {
+            self.record(event);
         }
     }
 
@@ -308,9 +337,21 @@ impl Drop for Cluster {
 
 /// Config text for a loopback member.
 pub fn loopback_config(node: u32, seed: Option<SocketAddr>, extra: &str) -> String {
-    let mut text = format!("node = {node}\nbind = \"127.0.0.1:0\"\n");
-    match seed {
-        Some(seed) => text.push_str(&format!("seeds = [\"{seed}\"]\n")),
+    let seeds: Option<Vec<SocketAddr>> = seed.map(|seed| vec![seed]);
+    member_config(node, Ipv4Addr::LOCALHOST, seeds.as_deref(), extra)
+}
+
+/// Config text for member `node` bound to `ip` (any port). `seeds`: `None`
+/// founds the domain (`bootstrap`); an empty list finds it by multicast
+/// discovery (set in `extra`). `extra` follows the keys written here.
+pub fn member_config(node: u32, ip: Ipv4Addr, seeds: Option<&[SocketAddr]>, extra: &str) -> String {
+    let mut text = format!("node = {node}\nbind = \"{ip}:0\"\n");
+    match seeds {
+        Some([]) => {}
+        Some(seeds) => {
+            let quoted: Vec<String> = seeds.iter().map(|seed| format!("\"{seed}\"")).collect();
+            text.push_str(&format!("seeds = [{}]\n", quoted.join(", ")));
+        }
         None => text.push_str("bootstrap = true\n"),
     }
     text.push_str(extra);

@@ -74,6 +74,12 @@ struct BenchSetup {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Run each member in a network namespace of its own, on one bridge,
+    /// with group traffic by IP multicast; the baseline becomes raw IP
+    /// multicast between the namespaces. Needs root; every namespace is
+    /// removed afterwards, also on failure and on Ctrl-C.
+    #[arg(long)]
+    netns: bool,
 }
 
 impl BenchSetup {
@@ -85,14 +91,16 @@ impl BenchSetup {
             idle: self.idle,
             pin: self.pin,
             json: self.json,
+            netns: self.netns,
         }
     }
 }
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Delivered messages per second between member processes on loopback,
-    /// beside raw UDP (sendmmsg/recvmmsg) measured in the same run.
+    /// Delivered messages per second between member processes on loopback
+    /// (or in network namespaces), beside raw UDP (sendmmsg/recvmmsg)
+    /// measured in the same run.
     Throughput {
         #[command(flatten)]
         setup: BenchSetup,
@@ -118,6 +126,11 @@ enum BenchCommand {
         /// The file name stem (default: today's date, UTC).
         #[arg(long)]
         date: Option<String>,
+        /// Run every cell in network namespaces (IP multicast, root only)
+        /// instead of on loopback. Without it, the matrix adds a few netns
+        /// rows when it runs as root.
+        #[arg(long)]
+        netns: bool,
     },
     /// Self-delivery latency of a send kind at a fixed offered rate
     /// (coordinated omission corrected) or at saturation, and the
@@ -206,9 +219,18 @@ fn main() -> ExitCode {
             quick,
             large,
             date,
+            netns,
         }) => {
             let date = date.unwrap_or_else(today);
-            matrix::run(&out, quick, large, &date)
+            matrix::run(
+                &out,
+                matrix::Options {
+                    quick,
+                    large,
+                    netns,
+                },
+                &date,
+            )
         }
         Command::Bench(BenchCommand::Latency { setup, count, rate }) => {
             bench::latency(bench::Latency {

@@ -4,11 +4,18 @@
 //! Markdown table `<out>/<date>.md` and an SVG plot `<out>/<date>.svg`
 //! (throughput against message size, and latency percentiles). A cell that
 //! fails is recorded as failed with its error; the matrix goes on.
+//!
+//! The cells run on loopback; run as root, the matrix adds `NETNS_ROWS`
+//! in network namespaces (IP multicast over a bridge, raw IP multicast
+//! baseline). `--netns` runs every cell in network namespaces instead.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use osiris_runtime::RuntimeError;
+
+use osiris_tools::json::{nested, number, text};
+use osiris_tools::netns;
 
 use crate::bench::{latency_run, throughput_run, Latency, Setup, Throughput};
 
@@ -17,96 +24,151 @@ use crate::bench::{latency_run, throughput_run, Latency, Setup, Throughput};
 /// currently starve heartbeats (the sender is excluded; see perf/README.md).
 const SIZES: [usize; 3] = [64, 1024, 65536];
 const KINDS: [&str; 4] = ["send", "causal", "ordered", "safe"];
+/// The netns cells of the standard (loopback) matrix, as (kind, size), with
+/// 3 members and 1 sender: a few seconds each.
+const NETNS_ROWS: [(&str, usize); 4] = [
+    ("send", 64),
+    ("send", 1024),
+    ("ordered", 64),
+    ("ordered", 1024),
+];
 
-/// A number from a flat JSON object (our own output: no nesting for these keys).
-fn field(json: &str, key: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
+/// What `osiris bench matrix` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Fewer cells and messages (3 members, 1 sender).
+    pub quick: bool,
+    /// Also 64 KiB messages.
+    pub large: bool,
+    /// Every cell in network namespaces.
+    pub netns: bool,
 }
 
-fn nested(json: &str, object: &str, key: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{object}\":{{"))?;
-    field(&json[start..], key)
+fn transport(netns: bool) -> &'static str {
+    if netns {
+        "netns"
+    } else {
+        "loopback"
+    }
 }
 
-pub fn run(out: &Path, quick: bool, large: bool, date: &str) -> Result<(), RuntimeError> {
+fn setup(kind: &str, members: u32, size: usize, netns: bool) -> Setup {
+    Setup {
+        kind: kind.to_owned(),
+        members,
+        size,
+        idle: "backoff".to_owned(),
+        pin: false,
+        json: true,
+        netns,
+    }
+}
+
+/// Runs one throughput cell: its JSON record (or a failed one) and its
+/// Markdown row.
+fn throughput_cell(
+    kind: &str,
+    size: usize,
+    members: u32,
+    senders: u32,
+    quick: bool,
+    netns: bool,
+) -> Option<(String, String)> {
+    // About 20 MB or 100,000 messages per sender, whichever is less.
+    let count = ((20 << 20) / size as u64).min(100_000) / u64::from(senders);
+    let count = if quick { count / 4 } else { count }.max(100);
+    let spec = Throughput {
+        setup: setup(kind, members, size, netns),
+        senders,
+        count,
+    };
+    let network = transport(netns);
+    eprintln!(
+        "matrix: throughput {kind} {size} B, {members} members, {senders} sender(s), {network}"
+    );
+    let record = match throughput_run(spec) {
+        Ok(Some(json)) => json,
+        Ok(None) => return None,
+        Err(error) => format!(
+            "{{\"bench\":\"throughput\",\"kind\":\"{kind}\",\"size\":{size},\"members\":{members},\"senders\":{senders},\"transport\":\"{network}\",\"failed\":\"{}\"}}",
+            error.to_string().replace('"', "'")
+        ),
+    };
+    let cell = |key| number(&record, key);
+    let row = match cell("msgs_per_s") {
+        Some(msgs) => format!(
+            "| {kind} | {size} | {members} | {senders} | {network} | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} | {:.3} | {:.3} |",
+            msgs,
+            cell("mb_per_s").unwrap_or(0.0),
+            cell("baseline_msgs_per_s").unwrap_or(0.0),
+            cell("baseline_loss").unwrap_or(0.0) * 100.0,
+            cell("ratio_msgs").unwrap_or(0.0),
+            cell("syscalls_per_msg").unwrap_or(0.0),
+            cell("allocations_per_msg").unwrap_or(0.0),
+        ),
+        None => format!("| {kind} | {size} | {members} | {senders} | {network} | failed | | | | | | |"),
+    };
+    Some((record, row))
+}
+
+pub fn run(out: &Path, options: Options, date: &str) -> Result<(), RuntimeError> {
     std::fs::create_dir_all(out)
         .map_err(|e| RuntimeError::Config(format!("{}: {e}", out.display())))?;
+    let Options {
+        quick,
+        large,
+        netns,
+    } = options;
+    if netns {
+        if let Some(reason) = netns::missing_prerequisite(&[]) {
+            return Err(RuntimeError::Config(format!("--netns: {reason}")));
+        }
+    }
     let members_list: &[u32] = if quick { &[3] } else { &[3, 5] };
     let senders_list: &[u32] = if quick { &[1] } else { &[1, 3] };
     let mut records: Vec<String> = Vec::new();
     let mut rows: Vec<String> = Vec::new();
+    let mut cells = Vec::new();
     for &members in members_list {
         for &senders in senders_list {
             for kind in KINDS {
                 for size in SIZES {
-                    if size > 8192 && !large {
-                        continue;
+                    if size <= 8192 || large {
+                        cells.push((kind, size, members, senders, netns));
                     }
-                    // About 20 MB or 100,000 messages per sender, whichever is less.
-                    let count = ((20 << 20) / size as u64).min(100_000) / u64::from(senders);
-                    let count = if quick { count / 4 } else { count }.max(100);
-                    let spec = Throughput {
-                        setup: Setup {
-                            kind: kind.to_owned(),
-                            members,
-                            size,
-                            idle: "backoff".to_owned(),
-                            pin: false,
-                            json: true,
-                        },
-                        senders,
-                        count,
-                    };
-                    eprintln!("matrix: throughput {kind} {size} B, {members} members, {senders} sender(s)");
-                    let record = match throughput_run(spec) {
-                        Ok(Some(json)) => json,
-                        Ok(None) => continue,
-                        Err(error) => format!(
-                            "{{\"bench\":\"throughput\",\"kind\":\"{kind}\",\"size\":{size},\"members\":{members},\"senders\":{senders},\"failed\":\"{}\"}}",
-                            error.to_string().replace('"', "'")
-                        ),
-                    };
-                    let cell = |key| field(&record, key);
-                    rows.push(match cell("msgs_per_s") {
-                        Some(msgs) => format!(
-                            "| {kind} | {size} | {members} | {senders} | {:.0} | {:.1} | {:.0} | {:.2} | {:.3} | {:.3} |",
-                            msgs,
-                            cell("mb_per_s").unwrap_or(0.0),
-                            cell("baseline_msgs_per_s").unwrap_or(0.0),
-                            cell("ratio_msgs").unwrap_or(0.0),
-                            cell("syscalls_per_msg").unwrap_or(0.0),
-                            cell("allocations_per_msg").unwrap_or(0.0),
-                        ),
-                        None => format!("| {kind} | {size} | {members} | {senders} | failed | | | | | |"),
-                    });
-                    records.push(record);
                 }
             }
+        }
+    }
+    if !netns {
+        match netns::missing_prerequisite(&[]) {
+            None => cells.extend(NETNS_ROWS.map(|(kind, size)| (kind, size, 3, 1, true))),
+            Some(reason) => eprintln!("matrix: no netns rows: {reason}"),
+        }
+    }
+    for (kind, size, members, senders, netns) in cells {
+        if let Some((record, row)) = throughput_cell(kind, size, members, senders, quick, netns) {
+            records.push(record);
+            rows.push(row);
         }
     }
     let mut latency_rows = Vec::new();
     for kind in ["send", "ordered", "safe"] {
         let spec = Latency {
-            setup: Setup {
-                kind: kind.to_owned(),
-                members: 3,
-                size: 64,
-                idle: "backoff".to_owned(),
-                pin: false,
-                json: true,
-            },
+            setup: setup(kind, 3, 64, netns),
             count: if quick { 5_000 } else { 20_000 },
             rate: 10_000,
         };
-        eprintln!("matrix: latency {kind} 64 B at 10,000 msgs/s");
+        eprintln!(
+            "matrix: latency {kind} 64 B at 10,000 msgs/s, {}",
+            transport(netns)
+        );
         let record = match latency_run(spec) {
             Ok(Some(json)) => json,
             Ok(None) => continue,
             Err(error) => format!(
-                "{{\"bench\":\"latency\",\"kind\":\"{kind}\",\"failed\":\"{}\"}}",
+                "{{\"bench\":\"latency\",\"kind\":\"{kind}\",\"transport\":\"{}\",\"failed\":\"{}\"}}",
+                transport(netns),
                 error.to_string().replace('"', "'")
             ),
         };
@@ -132,12 +194,16 @@ pub fn run(out: &Path, quick: bool, large: bool, date: &str) -> Result<(), Runti
     };
     write("json", format!("[\n{}\n]\n", records.join(",\n")))?;
     let mut md = String::new();
-    let _ = writeln!(md, "| kind | size B | members | senders | msgs/s per member | MB/s | raw UDP msgs/s | ratio | syscalls/msg | allocs/msg |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| kind | size B | members | senders | network | msgs/s per member | MB/s | raw msgs/s per receiver | raw loss % | ratio | syscalls/msg | allocs/msg |");
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for row in &rows {
         let _ = writeln!(md, "{row}");
     }
-    let _ = writeln!(md, "\n| self-delivery latency, 64 B at 10,000 msgs/s, 3 members (µs) | p50 | p90 | p99 | p99.9 | max |");
+    let _ = writeln!(md, "\nThe raw baseline is raw UDP unicast to each receiver on loopback, raw IP multicast between the namespaces on netns rows.");
+    let _ = writeln!(md, "\n| self-delivery latency, 64 B at 10,000 msgs/s, 3 members, {} (µs) | p50 | p90 | p99 | p99.9 | max |", transport(netns));
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     for (kind, p) in &latency_rows {
         let _ = writeln!(
@@ -147,15 +213,16 @@ pub fn run(out: &Path, quick: bool, large: bool, date: &str) -> Result<(), Runti
         );
     }
     write("md", md)?;
-    write("svg", svg(&records, &latency_rows))?;
+    write("svg", svg(&records, &latency_rows, transport(netns)))?;
     eprintln!("matrix: wrote {}.json, .md and .svg", base.display());
     Ok(())
 }
 
 /// Two panels: per-member msgs/s against message size (3 members, 1 sender,
-/// one line per kind, raw UDP dashed), and latency percentiles per kind.
-/// Plain SVG written by hand: a few lines of markup, no plotting dependency.
-fn svg(records: &[String], latency: &[(&str, [f64; 5])]) -> String {
+/// one line per kind, raw UDP dashed; the cells of `network` only), and
+/// latency percentiles per kind. Plain SVG written by hand: a few lines of
+/// markup, no plotting dependency.
+fn svg(records: &[String], latency: &[(&str, [f64; 5])], network: &str) -> String {
     const COLORS: [&str; 5] = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#7f7f7f"];
     let (width, height) = (960.0, 420.0);
     let mut svg = format!(
@@ -170,8 +237,9 @@ fn svg(records: &[String], latency: &[(&str, [f64; 5])]) -> String {
                 r.contains("\"bench\":\"throughput\"")
                     && r.contains(&format!("\"kind\":\"{kind}\""))
             })
-            .filter(|r| field(r, "members") == Some(3.0) && field(r, "senders") == Some(1.0))
-            .filter_map(|r| Some((field(r, "size")?, field(r, key)?)))
+            .filter(|r| number(r, "members") == Some(3.0) && number(r, "senders") == Some(1.0))
+            .filter(|r| text(r, "transport") == Some(network))
+            .filter_map(|r| Some((number(r, "size")?, number(r, key)?)))
             .filter(|(_, v)| *v > 0.0)
             .collect()
     };
@@ -190,7 +258,7 @@ fn svg(records: &[String], latency: &[(&str, [f64; 5])]) -> String {
     );
     let px = |size: f64| x0 + (size.log2() - 6.0) / 10.0 * w;
     let py = |v: f64| y0 + h - (v.log10() - ylo) / (yhi - ylo) * h;
-    let _ = writeln!(svg, "<text x=\"{x0}\" y=\"24\" font-size=\"14\">Delivered msgs/s per member (3 members, 1 sender, loopback)</text>");
+    let _ = writeln!(svg, "<text x=\"{x0}\" y=\"24\" font-size=\"14\">Delivered msgs/s per member (3 members, 1 sender, {network})</text>");
     let _ = writeln!(
         svg,
         "<rect x=\"{x0}\" y=\"{y0}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"#999\"/>"
@@ -245,7 +313,7 @@ fn svg(records: &[String], latency: &[(&str, [f64; 5])]) -> String {
         &series("send", "baseline_msgs_per_s"),
         COLORS[4],
         "6 4",
-        "raw UDP",
+        "raw",
     );
     // Panel 2: latency percentiles, one bar group per kind (log scale).
     let (x1, w1) = (540.0, 380.0);

@@ -198,7 +198,7 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
             },
             ["stats"] => node.stats().map(|stats| {
                 say(format_args!(
-                    "STATS delivered={} sent={} frames_sent={} frames_received={} malformed={} strangers={} stale={} datagrams_malformed={} sendmmsg={} recvmmsg={} blocks={} allocations={}",
+                    "STATS delivered={} sent={} frames_sent={} frames_received={} malformed={} strangers={} stale={} datagrams_malformed={} sendmmsg={} recvmmsg={} mcast_sendmmsg={} mcast_recvmmsg={} blocks={} retransmissions={} naks={} allocations={}",
                     stats.node.messages_delivered,
                     stats.node.messages_sent,
                     stats.node.frames_sent,
@@ -209,7 +209,11 @@ pub fn run(config_path: &Path) -> Result<(), RuntimeError> {
                     stats.unicast.datagrams_malformed,
                     stats.unicast.sendmmsg_calls,
                     stats.unicast.recvmmsg_calls,
+                    stats.multicast.map_or(0, |m| m.sendmmsg_calls),
+                    stats.multicast.map_or(0, |m| m.recvmmsg_calls),
                     stats.blocks,
+                    stats.node.retransmissions,
+                    stats.node.naks_sent,
                     crate::allocations(),
                 ));
             }),

@@ -2,13 +2,14 @@
 //! (recipe: /work/shared/NETNS.md), real IP multicast, faults made with
 //! `kill -9`, nftables drops and nftables random loss.
 //!
-//! The lab: namespaces `osrt-<pid>-nsw` (a bridge, multicast snooping off)
-//! and `osrt-<pid>-n1..n4`, hosts 10.202.<pid % 256>.1..4/24, each with a
-//! route for 224.0.0.0/4; every member runs in its host's namespace
-//! (`ip netns exec`) with `[multicast]` set, so group traffic is IP
-//! multicast over the bridge. Traffic stays inside these namespaces. A drop
-//! guard kills the members and deletes the namespaces, on success and on
-//! failure. Without root, `ip` or `nft`, it prints `SKIP: ...` and passes.
+//! The lab (`osiris_tools::netns::Lab`): namespaces `osrt-<pid>-nsw` (a
+//! bridge, multicast snooping off) and `osrt-<pid>-n1..n4`, hosts
+//! 10.202.<pid % 256>.1..4/24, each with a route for 224.0.0.0/4; every
+//! member runs in its host's namespace (`ip netns exec`) with `[multicast]`
+//! set, so group traffic is IP multicast over the bridge. Traffic stays
+//! inside these namespaces. The lab's drop guard (and its signal watcher)
+//! kills the members and deletes the namespaces, on success, on failure and
+//! on Ctrl-C. Without root, `ip` or `nft`, it prints `SKIP: ...` and passes.
 //!
 //! Run 1, four members: form the group (state transfer), burst, SIGKILL one
 //! mid-burst; then cut another off with nftables (both directions): the two
@@ -23,9 +24,8 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use common::{
@@ -33,6 +33,7 @@ use common::{
     STEP,
 };
 use osiris_tools::cluster::Cluster;
+use osiris_tools::netns::{missing_prerequisite, Lab};
 
 const GROUP: &str = "netns";
 const HOSTS: u8 = 4;
@@ -49,148 +50,32 @@ const STALL_ROUNDS: usize = 30;
 /// so the loss hits single frames as well as GSO batches of a burst.
 const LOSSY_TEXTS: u64 = 40;
 const PAYLOAD_LEN: usize = 64;
-/// Path MTU 1500 minus the IP and UDP headers.
-const DATAGRAM_LEN_MAX: usize = 1472;
 const LOSS_PERCENT: u32 = 5;
 const NFT_TABLE: &str = "osrt";
 
-fn run_command(program: &str, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+/// Second octet of the lab's addresses (10.202.x.0/24) and multicast base.
+const LAB_OCTET: u8 = 202;
+
+fn build_lab(id: u32) -> Lab {
+    Lab::build("osrt", id, LAB_OCTET, HOSTS).expect("build the namespaces")
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
-    run_command("ip", args)
+/// The test's nftables rules: cuts and random loss on a host's input.
+trait Faults {
+    fn nft(&self, host: u8, command: &str) -> Result<String, String>;
+    fn chain(&self, host: u8, name: &str, hook: &str) -> Result<(), String>;
+    fn cut(&self, host: u8) -> Result<(), String>;
+    fn lose(&self, host: u8, percent: u32) -> Result<(), String>;
+    fn heal(&self, host: u8) -> Result<(), String>;
+    fn lost(&self, host: u8) -> Result<(u64, u64), String>;
+    fn member(&self, index: usize, seed: Option<SocketAddr>) -> (String, Vec<String>);
+    fn member_by_discovery(&self, index: usize, seed: Option<SocketAddr>) -> (String, Vec<String>);
 }
 
-/// Why this machine cannot run the test, if it cannot.
-fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0");
-    if !root {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
-    }
-    for (program, flag) in [("ip", "-V"), ("nft", "--version")] {
-        if Command::new(program).arg(flag).output().is_err() {
-            return Some(format!(
-                "`{program}` is missing (Debian: iproute2, nftables)"
-            ));
-        }
-    }
-    None
-}
-
-/// The namespaces of this run. Dropping it deletes them (hosts first).
-struct Lab {
-    pid: u32,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for namespace in self.namespaces.iter().rev() {
-            if let Err(error) = ip(&["netns", "del", namespace]) {
-                eprintln!("clean-up: {error}");
-            }
-        }
-    }
-}
-
-impl Lab {
-    fn prefix(&self) -> String {
-        format!("osrt-{}-", self.pid)
-    }
-
-    fn host_namespace(&self, host: u8) -> String {
-        format!("{}n{host}", self.prefix())
-    }
-
-    fn host_addr(&self, host: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, 202, (self.pid % 256) as u8, host)
-    }
-
-    fn multicast_port(&self) -> u16 {
-        41_000 + (self.pid % 10_000) as u16
-    }
-
-    fn veth(&self, host: u8) -> String {
-        format!("{}v{host}", self.prefix())
-    }
-
-    fn add_namespace(&mut self, namespace: String) -> Result<String, String> {
-        // A namespace left by an earlier run with the same pid goes first.
-        let _ = ip(&["netns", "del", &namespace]);
-        ip(&["netns", "add", &namespace])?;
-        self.namespaces.push(namespace.clone());
-        Ok(namespace)
-    }
-
-    /// The bridge and `HOSTS` hosts of NETNS.md.
-    fn build(pid: u32) -> Result<Lab, String> {
-        let mut lab = Lab {
-            pid,
-            namespaces: Vec::new(),
-        };
-        let prefix = lab.prefix();
-        let switch = lab.add_namespace(format!("{prefix}nsw"))?;
-        let bridge = format!("{prefix}br");
-        ip(&["-n", &switch, "link", "add", &bridge, "type", "bridge"])?;
-        ip(&[
-            "-n",
-            &switch,
-            "link",
-            "set",
-            &bridge,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        ip(&["-n", &switch, "link", "set", &bridge, "up"])?;
-        for host in 1..=HOSTS {
-            let namespace = lab.add_namespace(lab.host_namespace(host))?;
-            let (veth, port) = (lab.veth(host), format!("{prefix}p{host}"));
-            ip(&[
-                "link", "add", &veth, "netns", &namespace, "type", "veth", "peer", "name", &port,
-                "netns", &switch,
-            ])?;
-            ip(&["-n", &switch, "link", "set", &port, "master", &bridge])?;
-            ip(&["-n", &switch, "link", "set", &port, "up"])?;
-            let address = format!("{}/24", lab.host_addr(host));
-            ip(&["-n", &namespace, "addr", "add", &address, "dev", &veth])?;
-            ip(&["-n", &namespace, "link", "set", &veth, "up"])?;
-            ip(&["-n", &namespace, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n",
-                &namespace,
-                "route",
-                "add",
-                "224.0.0.0/4",
-                "dev",
-                &veth,
-            ])?;
-        }
-        Ok(lab)
-    }
-
+impl Faults for Lab {
     /// Runs one nft command inside host `host`'s namespace.
     fn nft(&self, host: u8, command: &str) -> Result<String, String> {
-        let namespace = self.host_namespace(host);
-        run_command("ip", &["netns", "exec", &namespace, "nft", command])
+        self.exec(host, "nft", &[command])
     }
 
     /// Adds this test's table (if missing) and a filter chain `name` on
@@ -258,41 +143,18 @@ impl Lab {
 
     /// Config and wrapper of the member on host `index + 1`.
     fn member(&self, index: usize, seed: Option<SocketAddr>) -> (String, Vec<String>) {
-        self.member_config(index, seed, false)
+        let host = index as u8 + 1;
+        (
+            self.member_config(host, seed, false, ""),
+            self.wrapper(host),
+        )
     }
 
     /// A member that finds the domain by multicast discovery: joiners get no
     /// seed list at all (the founder's address is not passed on).
     fn member_by_discovery(&self, index: usize, seed: Option<SocketAddr>) -> (String, Vec<String>) {
-        self.member_config(index, seed, true)
-    }
-
-    fn member_config(
-        &self,
-        index: usize,
-        seed: Option<SocketAddr>,
-        discovery: bool,
-    ) -> (String, Vec<String>) {
         let host = index as u8 + 1;
-        let addr = self.host_addr(host);
-        let mut config = format!("node = {host}\nbind = \"{addr}:0\"\n");
-        match seed {
-            Some(_) if discovery => {}
-            Some(seed) => config.push_str(&format!("seeds = [\"{seed}\"]\n")),
-            None => config.push_str("bootstrap = true\n"),
-        }
-        config.push_str(&format!(
-            "datagram_len_max = {DATAGRAM_LEN_MAX}\n[multicast]\nbase = \"239.202.0.0\"\nport = {}\ninterface = \"{addr}\"\n",
-            self.multicast_port()
-        ));
-        if discovery {
-            config.push_str("discovery = \"239.202.255.250\"\n");
-        }
-        let wrapper = ["ip", "netns", "exec", &self.host_namespace(host)];
-        (
-            config,
-            wrapper.iter().map(|word| (*word).to_owned()).collect(),
-        )
+        (self.member_config(host, seed, true, ""), self.wrapper(host))
     }
 }
 
@@ -307,12 +169,12 @@ fn report_failure(c: &mut Cluster, tag: &str, error: &str) -> ! {
 
 #[test]
 fn members_on_hosts_survive_kill_cut_and_loss() {
-    if let Some(reason) = missing_prerequisite() {
+    if let Some(reason) = missing_prerequisite(&["nft"]) {
         println!("SKIP: netns test: {reason}");
         return;
     }
     let started = Instant::now();
-    let lab = Lab::build(std::process::id()).expect("build the namespaces");
+    let lab = build_lab(std::process::id());
     println!("lab built in {:.2} s", started.elapsed().as_secs_f64());
     {
         // Declared after `lab`: dropped (members killed) before it.
@@ -341,12 +203,12 @@ fn members_on_hosts_survive_kill_cut_and_loss() {
 /// `a_lost_last_ack_does_not_stall_a_sender_beyond_its_window` in the core).
 #[test]
 fn loss_with_bursts_beyond_the_send_window() {
-    if let Some(reason) = missing_prerequisite() {
+    if let Some(reason) = missing_prerequisite(&["nft"]) {
         println!("SKIP: netns test: {reason}");
         return;
     }
     // Another pid-derived lab than the main test's: both may run at once.
-    let lab = Lab::build(std::process::id() + 1).expect("build the namespaces");
+    let lab = build_lab(std::process::id() + 1);
     let mut c = Cluster::new(exe(), "netns-stall").expect("cluster directory");
     c.capture_stderr();
     if let Err(error) = lossy(&lab, &mut c, STALL_BURST, STALL_ROUNDS) {
