@@ -399,3 +399,42 @@ fn large_messages_flow_through_the_byte_window() {
         );
     }
 }
+
+/// A sender with a backlog behind its window advertises how far it has
+/// sent, not how far it has queued: on a lossless network no receiver
+/// takes the queued tail for lost, so there are no NAKs and no resends.
+#[test]
+fn a_backlog_behind_the_window_causes_no_naks() {
+    // A small window: the backlog waits for many ack rounds, far longer
+    // than the NAK delay.
+    let mut cluster = Cluster::with_config(3, |config| config.send_window = 4);
+    cluster.run_for_ms(500);
+    let now = cluster.now;
+    let mut group = osiris_core::GroupId::DOMAIN;
+    for index in 0..3 {
+        group = cluster.node(index).join_group(now, "g").unwrap();
+    }
+    cluster.run_for_ms(500);
+    let backlog = 300;
+    for index in 0..backlog {
+        let now = cluster.now;
+        cluster
+            .node(0)
+            .send(now, group, &(index as u32).to_le_bytes())
+            .unwrap();
+    }
+    cluster.run_for_ms(1_000);
+    for receiver in 1..3 {
+        let got = delivered(&cluster, receiver)
+            .iter()
+            .filter(|(g, sender, _)| *g == group && sender.node.0 == 0)
+            .count();
+        assert_eq!(got, backlog, "node {receiver}");
+        assert_eq!(
+            cluster.node(receiver).stats().naks_sent,
+            0,
+            "node {receiver}"
+        );
+    }
+    assert_eq!(cluster.node(0).stats().retransmissions, 0);
+}

@@ -418,10 +418,21 @@ fn ack_bytes(local: &LocalGroup) -> usize {
 }
 
 fn ack_entries(local: &LocalGroup) -> impl Iterator<Item = AckEntry> + '_ {
-    local.streams.iter().map(|stream| AckEntry {
-        sender: stream.sender,
-        hi: stream.persisted,
-    })
+    let me = local.me_index;
+    local
+        .streams
+        .iter()
+        .enumerate()
+        .map(move |(index, stream)| AckEntry {
+            sender: stream.sender,
+            // Our own entry tells receivers how far we have sent: not what
+            // waits behind the window, which they would NAK as lost.
+            hi: if index == me {
+                stream.persisted.min(local.transmitted)
+            } else {
+                stream.persisted
+            },
+        })
 }
 
 /// Resend the first queued NAKed range of own messages that are still held.
