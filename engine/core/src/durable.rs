@@ -12,6 +12,11 @@
 //! * `RECOVERED` (3): sender node u32, incarnation u32, payload: one message
 //!   of a sequence recovered earlier (the log is rewritten to these at
 //!   every restart, see `encode_recovered`).
+//! * `EPOCH_END` (5): epoch u64, count u64: this member's flush of `epoch`
+//!   started after it had delivered `count` SafeSends of the epoch in the
+//!   ordinary way (in announcement order); announced SafeSends past those
+//!   were delivered by the flush (a `FLUSH_DELIVERY` record each) or by
+//!   nobody.
 //! * `LOADED` (4): epoch u64, sender node u32, incarnation u32, payload: one
 //!   message of the SafeSend sequence a joiner loaded by state transfer at
 //!   the start of `epoch` (`Node::log_loaded`). The latest epoch's loaded
@@ -31,6 +36,7 @@ pub(crate) const MESSAGE: u8 = 1;
 pub(crate) const FLUSH_DELIVERY: u8 = 2;
 pub(crate) const RECOVERED: u8 = 3;
 pub(crate) const LOADED: u8 = 4;
+pub(crate) const EPOCH_END: u8 = 5;
 
 /// One SafeSend of a recovered sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +77,14 @@ pub fn encode_recovered(message: &RecoveredMessage) -> Vec<u8> {
     out.push(RECOVERED);
     put_member(&mut out, message.sender);
     out.extend_from_slice(&message.payload);
+    out
+}
+
+pub(crate) fn encode_epoch_end(epoch: u64, count: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17);
+    out.push(EPOCH_END);
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
     out
 }
 
@@ -213,6 +227,9 @@ pub fn recover<'a>(
     let mut flushed: BTreeMap<(u64, MemberId, u64), u64> = BTreeMap::new();
     // The latest state transfer: (epoch, sequence).
     let mut loaded: Option<(u64, Vec<RecoveredMessage>)> = None;
+    // Per epoch whose flush this member started: SafeSends it had
+    // delivered before the flush.
+    let mut epoch_ends: BTreeMap<u64, u64> = BTreeMap::new();
     for record in records {
         let Some((&tag, body)) = record.split_first() else {
             return Err(DecodeError::Truncated("durable record"));
@@ -253,6 +270,11 @@ pub fn recover<'a>(
                     sender,
                     payload: reader.rest.to_vec(),
                 });
+            }
+            EPOCH_END => {
+                let epoch = reader.u64()?;
+                let count = reader.u64()?;
+                epoch_ends.insert(epoch, count);
             }
             LOADED => {
                 let epoch = reader.u64()?;
@@ -296,6 +318,21 @@ pub fn recover<'a>(
         }
     }
     placed.sort_by_key(|(key, _)| *key);
+    // In an epoch that ended with this member's flush, only the first
+    // `count` announced SafeSends were delivered before it; the rest that
+    // the flush did not deliver were delivered by nobody.
+    let mut announced_seen: BTreeMap<u64, u64> = BTreeMap::new();
+    placed.retain(|((kind, epoch, flushed, _, _), _)| {
+        if *kind != 1 || *flushed != 0 {
+            return true;
+        }
+        let Some(count) = epoch_ends.get(epoch) else {
+            return true;
+        };
+        let seen = announced_seen.entry(*epoch).or_insert(0);
+        *seen += 1;
+        *seen <= *count
+    });
     Ok(placed.into_iter().map(|(_, message)| message).collect())
 }
 
@@ -331,6 +368,61 @@ mod tests {
         assert_eq!(
             recover(only_recovered.iter().map(Vec::as_slice)).unwrap(),
             vec![a]
+        );
+    }
+
+    fn safe(text: &str) -> Vec<u8> {
+        let mut stored = vec![crate::wire::data_tag::SAFE];
+        stored.extend_from_slice(text.as_bytes());
+        stored
+    }
+
+    fn order(sender: MemberId, lo: u64, hi: u64) -> Vec<u8> {
+        let mut stored = vec![crate::wire::data_tag::ORDER];
+        put_member(&mut stored, sender);
+        stored.extend_from_slice(&lo.to_le_bytes());
+        stored.extend_from_slice(&hi.to_le_bytes());
+        stored
+    }
+
+    /// Found by the simulator (seed 51028 at commit 96288ce): an announced
+    /// SafeSend that the flush dropped (its sender crashed; no survivor
+    /// had it all) was recovered ahead of the flush's deliveries.
+    #[test]
+    fn announced_safe_sends_past_the_ordinary_deliveries_need_the_flush() {
+        let (a, b, sequencer) = (
+            MemberId::new(1, 1),
+            MemberId::new(2, 1),
+            MemberId::new(3, 1),
+        );
+        let records = [
+            encode_message(5, a, 1, &safe("a1")),
+            encode_message(5, a, 2, &safe("a2")),
+            encode_message(5, b, 1, &safe("b1")),
+            encode_message(5, sequencer, 1, &order(a, 1, 1)),
+            encode_message(5, sequencer, 2, &order(b, 1, 1)),
+            encode_message(5, sequencer, 3, &order(a, 2, 2)),
+            // a1 was delivered in the ordinary way, then the flush
+            // delivered b1; a2 was delivered by nobody.
+            encode_epoch_end(5, 1),
+            encode_flush_delivery(5, b, 1, 1),
+        ];
+        let payloads: Vec<Vec<u8>> = recover(records.iter().map(Vec::as_slice))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.payload)
+            .collect();
+        assert_eq!(payloads, vec![b"a1".to_vec(), b"b1".to_vec()]);
+        // A member that crashed before the flush (no epoch end) keeps every
+        // announced one, in announcement order.
+        let payloads: Vec<Vec<u8>> = recover(records[..6].iter().map(Vec::as_slice))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.payload)
+            .collect();
+        assert_eq!(
+            payloads,
+            vec![b"a1".to_vec(), b"b1".to_vec(), b"a2".to_vec()]
         );
     }
 

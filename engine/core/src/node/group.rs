@@ -25,6 +25,9 @@ pub(crate) struct LocalGroup {
     pub(crate) has_state: bool,
     /// Highest own seq put in a frame at least once.
     pub(crate) transmitted: u64,
+    /// SafeSends delivered in this epoch before its flush (durable mode
+    /// logs the count when the flush starts: see `durable::EPOCH_END`).
+    pub(crate) safe_delivered_before_flush: u64,
     /// Bytes of own messages transmitted and not yet stable (the byte window).
     pub(crate) in_flight_bytes: u64,
     pub(crate) ack_dirty: bool,
@@ -97,6 +100,7 @@ impl LocalGroup {
             me_index,
             has_state,
             transmitted: 0,
+            safe_delivered_before_flush: 0,
             in_flight_bytes: 0,
             ack_dirty: false,
             unacked: (0, 0),

@@ -192,6 +192,15 @@ impl Node {
             log: durable.get_mut(&group),
             epoch,
         };
+        if let (Some(_), Some(log)) = (cut, sink.log.as_deref_mut()) {
+            // Recovery must know where this member's ordinary deliveries of
+            // the epoch stopped: announced SafeSends after that point were
+            // delivered by this flush (logged below) or by nobody.
+            log.push(super::super::durable::encode_epoch_end(
+                epoch,
+                local.safe_delivered_before_flush,
+            ));
+        }
         // Each turn delivers at least one message or ends the loop.
         loop {
             read_announcements(local, cut);
@@ -444,6 +453,9 @@ fn deliver_stream(
             super::durable::log_flush_delivery(log, sink.epoch, stream.sender, seq);
         }
         sink.emit(stream.sender, &view);
+        if !flush && gate == (Gate::Total { safe: true }) {
+            local.safe_delivered_before_flush += 1;
+        }
         local.streams[sender].delivered = seq;
         delivered_any = true;
         if let (Gate::Total { .. }, Some(front)) = (gate, local.order.front_mut()) {
