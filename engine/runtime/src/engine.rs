@@ -34,6 +34,14 @@ const FRAMES_PER_CYCLE: usize = 32;
 const FRAME_SLACK: usize = 4096;
 /// Sends taken from the submission ring per cycle at most.
 const SUBMISSIONS_PER_CYCLE: usize = 4096;
+/// Payload bytes taken from the submission ring per cycle at most (one
+/// submission always goes). Taking a send in copies it into the core, so a
+/// count alone does not bound the cycle: 2,000 sends of 64 KiB (128 MiB)
+/// held one cycle for about 200 ms, the default suspect timeout, with
+/// nothing received or sent meanwhile, and the receivers excluded the
+/// sender. 1 MiB (the default send window in bytes) is a millisecond or two
+/// of copying, and still 4,096 sends of up to 256 bytes.
+const SUBMISSION_BYTES_PER_CYCLE: usize = 1 << 20;
 /// Longest block when the core has no timer (it always has one in practice).
 const BLOCK_MAX: Duration = Duration::from_millis(100);
 /// Frames from non-members per warning period that pass without a warning.
@@ -355,7 +363,8 @@ impl Engine {
 
     fn drain_submissions(&mut self, now: Instant) -> usize {
         let mut taken = 0;
-        while taken < SUBMISSIONS_PER_CYCLE {
+        let mut bytes = 0;
+        while taken < SUBMISSIONS_PER_CYCLE && bytes < SUBMISSION_BYTES_PER_CYCLE {
             // The submission refused last cycle goes first (per-sender FIFO).
             let Some(submission) = self
                 .stalled
@@ -364,6 +373,7 @@ impl Engine {
             else {
                 break;
             };
+            let len = submission.payload_len();
             if let Err(refused) = self.apply(now, submission) {
                 // Flow control: the core's window and queue are full (a
                 // slow member); the ring fills behind this submission and
@@ -373,6 +383,7 @@ impl Engine {
                 break;
             }
             taken += 1;
+            bytes += len;
         }
         self.stats.submissions += taken as u64;
         taken

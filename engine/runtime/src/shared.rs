@@ -23,6 +23,17 @@ pub(crate) struct Submission {
     pub op: Op,
 }
 
+impl Submission {
+    /// Payload bytes the data plane copies into the core to take this in.
+    pub fn payload_len(&self) -> usize {
+        match &self.op {
+            Op::Send { buf, .. } | Op::Reply { buf, .. } => buf.len(),
+            Op::Query(query) => query.payload.len(),
+            Op::Flush { .. } => 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Op {
     /// A multicast (or, with `to`, a point-to-point send); the payload sits

@@ -300,3 +300,83 @@ fn a_slow_receiver_bounds_what_the_sender_holds() {
     fast.shutdown();
     slow.shutdown();
 }
+
+/// A burst of 64 KiB messages (each frame fragmented by the transport: above
+/// the 65,507-byte datagram limit) reaches every member, and the sender is
+/// never suspected. The data plane used to take up to 4,096 submissions per
+/// cycle whatever their size: copying 2,000 of these into the core (128 MiB)
+/// held one cycle for about 200 ms, the suspect timeout, with nothing sent or
+/// received meanwhile, and the receivers excluded the sender.
+#[test]
+fn a_burst_of_fragmented_messages_keeps_the_sender_in_the_view() {
+    const SIZE: usize = 65_536;
+    const COUNT: usize = 2_000;
+    let large = |node: u32, seeds: &[SocketAddr]| {
+        let mut config = config(node, seeds, IdleStrategy::default());
+        config.core.payload_max = SIZE;
+        config.core.frame_max = SIZE + 4_096;
+        config
+    };
+    let first = Node::start(large(1, &[])).unwrap();
+    let seed = [first.local_addr()];
+    let nodes: Vec<Node> = std::iter::once(first)
+        .chain((2..=3).map(|id| Node::start(large(id, &seed)).unwrap()))
+        .collect();
+    let counts: Vec<Arc<Mutex<usize>>> = nodes.iter().map(|_| Arc::default()).collect();
+    // Every view size each member installed, in order.
+    let views: Vec<Arc<Mutex<Vec<usize>>>> = nodes.iter().map(|_| Arc::default()).collect();
+    let groups: Vec<_> = nodes
+        .iter()
+        .zip(&counts)
+        .zip(&views)
+        .map(|((node, count), views)| {
+            let count = Arc::clone(count);
+            let views = Arc::clone(views);
+            node.group("large")
+                .on_view(move |view| views.lock().unwrap().push(view.members.len()))
+                .on_message(move |message| {
+                    assert_eq!(message.payload.len(), SIZE);
+                    *count.lock().unwrap() += 1;
+                })
+                .join()
+                .unwrap()
+        })
+        .collect();
+    for views in &views {
+        wait_until("the three-member view", Duration::from_secs(10), || {
+            views.lock().unwrap().last() == Some(&3)
+        });
+    }
+    let installed: Vec<usize> = views.iter().map(|v| v.lock().unwrap().len()).collect();
+    let payload = vec![0x5A; SIZE];
+    for _ in 0..COUNT {
+        groups[0].send(&payload).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (index, count) in counts.iter().enumerate() {
+        while *count.lock().unwrap() < COUNT {
+            for (member, views) in views.iter().enumerate() {
+                let views = views.lock().unwrap();
+                assert_eq!(
+                    views.len(),
+                    installed[member],
+                    "member {} installed views of sizes {:?} during the burst",
+                    member + 1,
+                    &views[installed[member]..]
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {} delivered {} of {COUNT}",
+                index + 1,
+                count.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let stats = nodes[0].stats().unwrap();
+    assert!(stats.unicast.frames_sent_fragmented >= 2 * COUNT as u64);
+    for node in &nodes {
+        node.shutdown();
+    }
+}
