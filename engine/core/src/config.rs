@@ -66,6 +66,10 @@ pub struct Config {
     pub send_window_bytes: usize,
     /// Messages a sender may queue behind a full window before `send` fails.
     pub send_queue_max: usize,
+    /// Bytes a sender may queue untransmitted per group before `send`
+    /// fails (at least one message is always taken): with large messages
+    /// the message count alone would let gigabytes queue up.
+    pub send_queue_bytes_max: usize,
     /// Bytes per state-transfer chunk.
     pub state_chunk_bytes: usize,
     /// Acknowledgements a SafeSend message needs before delivery: None =
@@ -104,6 +108,7 @@ impl Config {
             send_window: 1024,
             send_window_bytes: 1 << 20,
             send_queue_max: 4096,
+            send_queue_bytes_max: 4 << 20,
             state_chunk_bytes: 16 * 1024,
             safe_quorum: None,
             rejoin_on_exclusion: true,
@@ -147,6 +152,9 @@ impl Config {
         }
         if self.send_window_bytes == 0 {
             return invalid("send_window_bytes", "must be positive");
+        }
+        if self.send_queue_bytes_max == 0 {
+            return invalid("send_queue_bytes_max", "must be positive");
         }
         if self.state_chunk_bytes == 0
             || self.state_chunk_bytes + FRAME_OVERHEAD_MAX > self.frame_max

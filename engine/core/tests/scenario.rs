@@ -354,6 +354,8 @@ fn large_messages_flow_through_the_byte_window() {
         config.payload_max = 64 * 1024;
         config.frame_max = 70 * 1024;
         config.send_window_bytes = 256 * 1024;
+        // The whole burst is queued at once (this test is about the window).
+        config.send_queue_bytes_max = 64 << 20;
     });
     cluster.run_for_ms(500);
     let now = cluster.now;
@@ -437,4 +439,50 @@ fn a_backlog_behind_the_window_causes_no_naks() {
         );
     }
     assert_eq!(cluster.node(0).stats().retransmissions, 0);
+}
+
+/// Large messages queue by bytes too: behind a byte window of 64 KiB and a
+/// queue of 256 KiB, `send` refuses the burst after a handful of 64 KiB
+/// messages instead of taking thousands (the message counts alone allow
+/// 1,024 + 4,096 of them: 320 MiB).
+#[test]
+fn the_send_queue_is_bounded_in_bytes() {
+    let mut cluster = Cluster::with_config(3, |config| {
+        config.payload_max = 64 * 1024;
+        config.frame_max = 70 * 1024;
+        config.send_window_bytes = 64 * 1024;
+        config.send_queue_bytes_max = 256 * 1024;
+    });
+    cluster.run_for_ms(500);
+    let now = cluster.now;
+    let mut group = osiris_core::GroupId::DOMAIN;
+    for index in 0..3 {
+        group = cluster.node(index).join_group(now, "g").unwrap();
+    }
+    cluster.run_for_ms(500);
+    let payload = vec![7u8; 64 * 1024];
+    let now = cluster.now;
+    let mut accepted = 0;
+    let refused = loop {
+        match cluster.node(0).send(now, group, &payload) {
+            Ok(()) => accepted += 1,
+            Err(error) => break error,
+        }
+        assert!(
+            accepted < 100,
+            "no bound: {accepted} messages of 64 KiB queued"
+        );
+    };
+    assert!(
+        matches!(refused, osiris_core::Error::SendQueueFull(_)),
+        "{refused}"
+    );
+    // The queue holds 256 KiB untransmitted (plus the message that crossed
+    // the line); nothing was transmitted yet.
+    assert!((4..=6).contains(&accepted), "{accepted} accepted");
+    // Once transmitted and acknowledged, the room comes back.
+    cluster.pump(0);
+    cluster.run_for_ms(200);
+    let now = cluster.now;
+    cluster.node(0).send(now, group, &payload).unwrap();
 }

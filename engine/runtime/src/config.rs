@@ -249,6 +249,7 @@ struct FileLimits {
     send_window: Option<u32>,
     send_window_bytes: Option<usize>,
     send_queue_max: Option<usize>,
+    send_queue_bytes_max: Option<usize>,
 }
 
 impl FileConfig {
@@ -303,6 +304,9 @@ impl FileConfig {
         }
         if let Some(value) = self.limits.send_window_bytes {
             config.core.send_window_bytes = value;
+        }
+        if let Some(value) = self.limits.send_queue_bytes_max {
+            config.core.send_queue_bytes_max = value;
         }
         if let Some(value) = self.limits.send_queue_max {
             config.core.send_queue_max = value;

@@ -78,7 +78,9 @@ pub(crate) struct DurableLogs {
 
 #[derive(Debug)]
 struct LogThread {
-    requests: mpsc::Sender<LogRequest>,
+    /// Taken on drop: closing the channel ends the thread.
+    requests: Option<mpsc::Sender<LogRequest>>,
+    handle: Option<std::thread::JoinHandle<()>>,
     /// Set by the log thread when it made progress the data plane has not
     /// taken yet.
     progress: Arc<AtomicBool>,
@@ -165,6 +167,27 @@ fn log_thread(
     }
 }
 
+impl LogThread {
+    fn send(&self, request: LogRequest) -> Result<(), RuntimeError> {
+        self.requests
+            .as_ref()
+            .and_then(|requests| requests.send(request).ok())
+            .ok_or_else(|| RuntimeError::Durable("the log thread has stopped".into()))
+    }
+}
+
+/// The node stops: the log thread finishes what it was given (appends and
+/// syncs) and ends before the data plane does, so no write of ours reaches
+/// a log file after `Node` is dropped.
+impl Drop for LogThread {
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 impl DurableLogs {
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
@@ -207,14 +230,11 @@ impl DurableLogs {
         log.rewrite(next, &slices)?;
         let counted = self.closed.remove(&group).unwrap_or(0);
         let durable = Arc::new(AtomicU64::new(counted));
-        self.thread()?
-            .requests
-            .send(LogRequest::Adopt {
-                group,
-                log,
-                durable: Arc::clone(&durable),
-            })
-            .map_err(|_| RuntimeError::Durable("the log thread has stopped".into()))?;
+        self.thread()?.send(LogRequest::Adopt {
+            group,
+            log,
+            durable: Arc::clone(&durable),
+        })?;
         self.logs.insert(
             group,
             GroupLog {
@@ -247,12 +267,13 @@ impl DurableLogs {
             Arc::clone(&failed),
             Arc::clone(shared),
         );
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("osiris-log".into())
             .spawn(move || log_thread(receiver, thread_progress, thread_failed, shared))
             .map_err(|error| RuntimeError::Thread(format!("log thread: {error}")))?;
         self.thread = Some(LogThread {
-            requests,
+            requests: Some(requests),
+            handle: Some(handle),
             progress,
             failed,
         });
@@ -283,10 +304,7 @@ impl DurableLogs {
                     group.0
                 )));
             };
-            thread
-                .requests
-                .send(LogRequest::Append { group, record })
-                .map_err(|_| RuntimeError::Durable("the log thread has stopped".into()))?;
+            thread.send(LogRequest::Append { group, record })?;
             entry.appended += 1;
             work += 1;
         }
@@ -409,7 +427,7 @@ impl DurableLogs {
         if let Some(entry) = self.logs.remove(&group) {
             self.closed.insert(group, entry.appended);
             if let Some(thread) = &self.thread {
-                let _ = thread.requests.send(LogRequest::Close { group });
+                let _ = thread.send(LogRequest::Close { group });
             }
         }
     }

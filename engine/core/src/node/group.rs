@@ -30,6 +30,9 @@ pub(crate) struct LocalGroup {
     pub(crate) safe_delivered_before_flush: u64,
     /// Bytes of own messages transmitted and not yet stable (the byte window).
     pub(crate) in_flight_bytes: u64,
+    /// Bytes of own messages in the stream not yet transmitted (the queue
+    /// behind the windows; `send_queue_bytes_max` bounds it).
+    pub(crate) unsent_bytes: u64,
     pub(crate) ack_dirty: bool,
     /// Data received since our last ack (bytes, messages): past a quarter
     /// of the senders' window the ack goes out at once, so that the window,
@@ -102,6 +105,7 @@ impl LocalGroup {
             transmitted: 0,
             safe_delivered_before_flush: 0,
             in_flight_bytes: 0,
+            unsent_bytes: 0,
             ack_dirty: false,
             unacked: (0, 0),
             next_ack_at: now,
@@ -170,6 +174,13 @@ impl LocalGroup {
                 stream.collect(pool);
             }
         }
+    }
+
+    /// Appends an own message to our stream (counted in the queue's bytes
+    /// until it is transmitted).
+    pub(crate) fn push_own(&mut self, buf: Vec<u8>) -> u64 {
+        self.unsent_bytes += buf.len() as u64;
+        self.streams[self.me_index].push_own(buf)
     }
 
     /// Whether some message this member holds is not yet known stable.

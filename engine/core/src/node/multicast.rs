@@ -49,6 +49,7 @@ impl Node {
         payload: &[u8],
     ) -> Result<(), Error> {
         let queue_max = self.config.send_queue_max;
+        let queue_bytes_max = self.config.send_queue_bytes_max as u64;
         let window = u64::from(self.config.send_window);
         let quorum = self.config.safe_quorum;
         let wedged = self.acceptor.wedged;
@@ -60,6 +61,7 @@ impl Node {
             local.deferred.len() >= queue_max
         } else {
             own.hi - own.stable >= window + queue_max as u64
+                || (local.unsent_bytes > 0 && local.unsent_bytes >= queue_bytes_max)
         };
         if full {
             return Err(Error::SendQueueFull(group));
@@ -106,7 +108,7 @@ impl Node {
         if wedged {
             local.deferred.push_back(buf);
         } else {
-            local.streams[local.me_index].push_own(buf);
+            local.push_own(buf);
             local.ack_dirty = local.view.members.len() > 1;
             if !local.ack_dirty {
                 // Alone in the group: a message is stable once sent.
@@ -125,7 +127,7 @@ impl Node {
             return;
         };
         while let Some(buf) = local.deferred.pop_front() {
-            local.streams[local.me_index].push_own(buf);
+            local.push_own(buf);
             local.ack_dirty = local.view.members.len() > 1;
         }
         if local.view.members.len() == 1 {
@@ -364,6 +366,9 @@ impl Node {
                     in_flight += stored.len() as u64;
                     seq += 1;
                 }
+                local.unsent_bytes = local
+                    .unsent_bytes
+                    .saturating_sub(in_flight - local.in_flight_bytes);
                 local.in_flight_bytes = in_flight;
                 let last = seq - 1;
                 if local.ack_dirty && writer.len() + ack_bytes(local) <= frame_max {

@@ -306,9 +306,8 @@ fn announce(local: &mut LocalGroup, pool: &mut BufPool) -> bool {
     let Some(buf) = announcement else {
         return false;
     };
-    let own = &mut local.streams[local.me_index];
-    own.push_own(buf);
-    local.announced[local.me_index] = own.hi;
+    local.push_own(buf);
+    local.announced[local.me_index] = local.streams[local.me_index].hi;
     true
 }
 
