@@ -11,6 +11,12 @@ pub(crate) struct BufPool {
     free: Vec<Vec<u8>>,
     /// Total capacity of the buffers in `free`.
     bytes: usize,
+    /// The largest buffer asked for so far: new buffers are made this large,
+    /// so that a buffer made for a small use (an ack frame) is not grown
+    /// again by the next message. (With only the 256-byte minimum, 1 KiB
+    /// messages cost 0.06 allocations per delivery in a 3-sender run, all
+    /// regrowths; with this, 0.0004.)
+    largest: usize,
 }
 
 /// Total capacity the pool keeps at most; beyond it buffers are freed.
@@ -26,6 +32,7 @@ const BUF_CAPACITY_MIN: usize = 256;
 impl BufPool {
     /// An empty buffer with room for `len` bytes (from the pool when it has one).
     pub(crate) fn take_with(&mut self, len: usize) -> Vec<u8> {
+        self.largest = self.largest.max(len);
         match self.free.pop() {
             Some(mut buf) => {
                 self.bytes -= buf.capacity();
@@ -33,7 +40,7 @@ impl BufPool {
                 buf.reserve(len);
                 buf
             }
-            None => Vec::with_capacity(len.max(BUF_CAPACITY_MIN)),
+            None => Vec::with_capacity(len.max(BUF_CAPACITY_MIN).max(self.largest)),
         }
     }
 
