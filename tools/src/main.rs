@@ -120,9 +120,6 @@ enum BenchCommand {
         /// Fewer cells and messages (3 members, 1 sender).
         #[arg(long)]
         quick: bool,
-        /// Also run 64 KiB messages (known to fail today: see perf/README.md).
-        #[arg(long)]
-        large: bool,
         /// The file name stem (default: today's date, UTC).
         #[arg(long)]
         date: Option<String>,
@@ -217,20 +214,11 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Matrix {
             out,
             quick,
-            large,
             date,
             netns,
         }) => {
             let date = date.unwrap_or_else(today);
-            matrix::run(
-                &out,
-                matrix::Options {
-                    quick,
-                    large,
-                    netns,
-                },
-                &date,
-            )
+            matrix::run(&out, matrix::Options { quick, netns }, &date)
         }
         Command::Bench(BenchCommand::Latency { setup, count, rate }) => {
             bench::latency(bench::Latency {
