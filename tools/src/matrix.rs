@@ -147,37 +147,48 @@ pub fn run(out: &Path, options: Options, date: &str) -> Result<(), RuntimeError>
         }
     }
     let mut latency_rows = Vec::new();
-    for kind in ["send", "ordered", "safe"] {
-        let spec = Latency {
-            setup: setup(kind, 3, 64, netns),
-            count: if quick { 5_000 } else { 20_000 },
-            rate: 10_000,
-        };
-        eprintln!(
-            "matrix: latency {kind} 64 B at 10,000 msgs/s, {}",
-            transport(netns)
-        );
-        let record = match latency_run(spec) {
-            Ok(Some(json)) => json,
-            Ok(None) => continue,
-            Err(error) => format!(
-                "{{\"bench\":\"latency\",\"kind\":\"{kind}\",\"transport\":\"{}\",\"failed\":\"{}\"}}",
-                transport(netns),
-                error.to_string().replace('"', "'")
-            ),
-        };
-        let p = |key| nested(&record, "self_delivery", key).unwrap_or(0.0);
-        latency_rows.push((
-            kind,
-            [
-                p("p50_us"),
-                p("p90_us"),
-                p("p99_us"),
-                p("p999_us"),
-                p("max_us"),
-            ],
-        ));
-        records.push(record);
+    // Per latency run: members, kind, then round trip p50 and p99 and the
+    // raw UDP ping-pong p50 of the same run.
+    let mut latency_table: Vec<(u32, &str, [f64; 5], [f64; 3])> = Vec::new();
+    for &members in members_list {
+        for kind in ["send", "ordered", "safe"] {
+            let spec = Latency {
+                setup: setup(kind, members, 64, netns),
+                count: if quick { 5_000 } else { 20_000 },
+                rate: 10_000,
+            };
+            eprintln!(
+                "matrix: latency {kind} 64 B at 10,000 msgs/s, {members} members, {}",
+                transport(netns)
+            );
+            let record = match latency_run(spec) {
+                Ok(Some(json)) => json,
+                Ok(None) => continue,
+                Err(error) => format!(
+                    "{{\"bench\":\"latency\",\"kind\":\"{kind}\",\"members\":{members},\"transport\":\"{}\",\"failed\":\"{}\"}}",
+                    transport(netns),
+                    error.to_string().replace('"', "'")
+                ),
+            };
+            let p = |object, key| nested(&record, object, key).unwrap_or(0.0);
+            let self_delivery = [
+                p("self_delivery", "p50_us"),
+                p("self_delivery", "p90_us"),
+                p("self_delivery", "p99_us"),
+                p("self_delivery", "p999_us"),
+                p("self_delivery", "max_us"),
+            ];
+            let round_trip = [
+                p("round_trip", "p50_us"),
+                p("round_trip", "p99_us"),
+                p("baseline_round_trip", "p50_us"),
+            ];
+            if members == members_list[0] {
+                latency_rows.push((kind, self_delivery));
+            }
+            latency_table.push((members, kind, self_delivery, round_trip));
+            records.push(record);
+        }
     }
 
     let base = out.join(date);
@@ -197,13 +208,13 @@ pub fn run(out: &Path, options: Options, date: &str) -> Result<(), RuntimeError>
         let _ = writeln!(md, "{row}");
     }
     let _ = writeln!(md, "\nThe raw baseline is raw UDP unicast to each receiver on loopback, raw IP multicast between the namespaces on netns rows.");
-    let _ = writeln!(md, "\n| self-delivery latency, 64 B at 10,000 msgs/s, 3 members, {} (µs) | p50 | p90 | p99 | p99.9 | max |", transport(netns));
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
-    for (kind, p) in &latency_rows {
+    let _ = writeln!(md, "\n| latency, 64 B at 10,000 msgs/s, {} (µs) | members | self-delivery p50 | p90 | p99 | p99.9 | max | round trip p50 | p99 | raw round trip p50 |", transport(netns));
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (members, kind, p, rtt) in &latency_table {
         let _ = writeln!(
             md,
-            "| {kind} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            p[0], p[1], p[2], p[3], p[4]
+            "| {kind} | {members} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            p[0], p[1], p[2], p[3], p[4], rtt[0], rtt[1], rtt[2]
         );
     }
     write("md", md)?;
