@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use osiris_runtime::{IdleAction, IdleStrategy, Idler, RuntimeError};
+use osiris_runtime::{IdleAction, IdleStrategy, Idler, RuntimeConfig, RuntimeError};
 use osiris_tools::cluster::{loopback_config, Cluster};
 use osiris_tools::netns::{self, Lab};
 use osiris_transport::{
@@ -24,9 +24,6 @@ use osiris_transport::{
 };
 
 const GROUP: &str = "bench";
-/// The runtime's default `submit_ring_len`: the warm-up sends at least this
-/// many messages per sender.
-const WARM_UP_SENDS_MIN: u64 = 4096;
 const STEP: Duration = Duration::from_secs(30);
 /// Second octet of the `--netns` lab's addresses (10.203.x.0/24, x = pid mod
 /// 256) and of its multicast /16 (239.203.0.0). They exist only inside the
@@ -426,12 +423,15 @@ pub fn throughput_run(spec: Throughput) -> Result<Option<String>, RuntimeError> 
     let mut c = form(&setup, &network).map_err(RuntimeError::Config)?;
     let mut multicast = None;
     let run = (|| -> Result<(Vec<Rate>, Vec<Costs>), String> {
+        // The members run the runtime's default ring.
+        let ring_len =
+            RuntimeConfig::new(0, SocketAddr::from(([127, 0, 0, 1], 0))).submit_ring_len as u64;
         // Warm-up: the pools reach their working size. Each sender's
         // submission ring hands out its prefilled buffers in turn (FIFO),
         // each growing once to the message size: send at least a ring's
         // worth so that the measured burst meets only grown ones.
         let warm = Throughput {
-            count: (spec.count / 10).max(WARM_UP_SENDS_MIN),
+            count: (spec.count / 10).max(ring_len),
             ..spec.clone()
         };
         let per_burst_warm = warm.count * u64::from(spec.senders);

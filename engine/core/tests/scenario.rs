@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{formed, Cluster, Seen};
+use common::{formed, formed_with, Cluster, Seen};
 use osiris_core::{GroupId, Status};
 
 #[test]
@@ -350,20 +350,13 @@ fn a_lost_last_ack_does_not_stall_a_sender_beyond_its_window() {
 /// through: every message is delivered in order at every receiver.
 #[test]
 fn large_messages_flow_through_the_byte_window() {
-    let mut cluster = Cluster::with_config(3, |config| {
+    let (mut cluster, group) = formed_with(3, 3, |config| {
         config.payload_max = 64 * 1024;
         config.frame_max = 70 * 1024;
         config.send_window_bytes = 256 * 1024;
         // The whole burst is queued at once (this test is about the window).
         config.send_queue_bytes_max = 64 << 20;
     });
-    cluster.run_for_ms(500);
-    let now = cluster.now;
-    let mut group = osiris_core::GroupId::DOMAIN;
-    for index in 0..3 {
-        group = cluster.node(index).join_group(now, "g").unwrap();
-    }
-    cluster.run_for_ms(500);
     let count = 200usize;
     let mut payload = vec![0u8; 64 * 1024];
     for index in 0..count {
@@ -409,14 +402,7 @@ fn large_messages_flow_through_the_byte_window() {
 fn a_backlog_behind_the_window_causes_no_naks() {
     // A small window: the backlog waits for many ack rounds, far longer
     // than the NAK delay.
-    let mut cluster = Cluster::with_config(3, |config| config.send_window = 4);
-    cluster.run_for_ms(500);
-    let now = cluster.now;
-    let mut group = osiris_core::GroupId::DOMAIN;
-    for index in 0..3 {
-        group = cluster.node(index).join_group(now, "g").unwrap();
-    }
-    cluster.run_for_ms(500);
+    let (mut cluster, group) = formed_with(3, 3, |config| config.send_window = 4);
     let backlog = 300;
     for index in 0..backlog {
         let now = cluster.now;
@@ -447,19 +433,12 @@ fn a_backlog_behind_the_window_causes_no_naks() {
 /// 1,024 + 4,096 of them: 320 MiB).
 #[test]
 fn the_send_queue_is_bounded_in_bytes() {
-    let mut cluster = Cluster::with_config(3, |config| {
+    let (mut cluster, group) = formed_with(3, 3, |config| {
         config.payload_max = 64 * 1024;
         config.frame_max = 70 * 1024;
         config.send_window_bytes = 64 * 1024;
         config.send_queue_bytes_max = 256 * 1024;
     });
-    cluster.run_for_ms(500);
-    let now = cluster.now;
-    let mut group = osiris_core::GroupId::DOMAIN;
-    for index in 0..3 {
-        group = cluster.node(index).join_group(now, "g").unwrap();
-    }
-    cluster.run_for_ms(500);
     let payload = vec![7u8; 64 * 1024];
     let now = cluster.now;
     let mut accepted = 0;

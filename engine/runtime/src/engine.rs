@@ -499,9 +499,15 @@ impl Engine {
                 mut handlers,
                 reply,
             } => {
-                let joined = self
-                    .open_durable(&name, &mut handlers)
-                    .and_then(|()| Ok(self.node.join_group(now, &name)?));
+                let joined = self.open_durable(&name, &mut handlers).and_then(|durable| {
+                    self.node.join_group(now, &name).map_err(|error| {
+                        // The log opened for this join is not the group's.
+                        if let Some(group) = durable {
+                            self.durable.close(group);
+                        }
+                        RuntimeError::from(error)
+                    })
+                });
                 match joined {
                     Ok(group) => {
                         self.groups.insert(
@@ -515,11 +521,6 @@ impl Engine {
                         );
                     }
                     Err(error) => {
-                        if handlers.recovered.is_some()
-                            && !self.groups.contains_key(&GroupId::from_name(&name))
-                        {
-                            self.durable.close(GroupId::from_name(&name));
-                        }
                         let _ = reply.send(Err(error));
                     }
                 }
@@ -544,13 +545,14 @@ impl Engine {
     /// For a durable group: recover its log, hand the recovered SafeSends to
     /// the application, and put the core in durable mode for it, all before
     /// the join (nothing of the new membership may be acknowledged before).
+    /// Returns the group whose log it opened, if durable.
     fn open_durable(
         &mut self,
         name: &str,
         handlers: &mut GroupHandlers,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Option<GroupId>, RuntimeError> {
         let Some(on_recovered) = handlers.recovered.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(dir) = self.config.durable_dir.clone() else {
             return Err(RuntimeError::Config(format!(
@@ -570,7 +572,7 @@ impl Engine {
         let recovered = self.durable.open(&dir, group, name, &self.shared)?;
         on_recovered(&recovered);
         self.node.set_durable(group);
-        Ok(())
+        Ok(Some(group))
     }
 
     fn refuse(&mut self, control: Control) {

@@ -260,7 +260,16 @@ impl Cluster {
 
 /// A cluster of `count` nodes whose first `members_in_group` joined group "g".
 pub fn formed(count: usize, members_in_group: usize) -> (Cluster, GroupId) {
-    let mut cluster = Cluster::new(count);
+    formed_with(count, members_in_group, |_| {})
+}
+
+/// `formed`, with every node's config adjusted first.
+pub fn formed_with(
+    count: usize,
+    members_in_group: usize,
+    adjust: impl Fn(&mut Config),
+) -> (Cluster, GroupId) {
+    let mut cluster = Cluster::with_config(count, adjust);
     cluster.run_for_ms(500);
     let now = cluster.now;
     let mut group = GroupId::DOMAIN;
