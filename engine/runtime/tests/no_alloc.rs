@@ -112,10 +112,12 @@ fn steady_state_multicast_allocates_nothing() {
     // Heartbeats and acks keep flowing during the measurement too. Most runs
     // count 0. Pools and queues grow to the most ever in flight and then only
     // recycle, so a burst that sets a new high-water mark can still double a
-    // queue once (1 in about 1 run of 8 here). Any allocation per message,
-    // per frame or per cycle would count in the thousands.
+    // queue once (1 in about 1 run of 8 here; on a loaded CI machine, where
+    // more queues up, one run counted 8). Any allocation per message, per
+    // frame or per cycle would count in the thousands: the bound stays far
+    // below that.
     assert!(
-        allocations <= 4,
+        allocations <= 32,
         "{allocations} allocations over {messages} multicasts"
     );
     a.shutdown();
